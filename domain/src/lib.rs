@@ -1,0 +1,23 @@
+//! Pure types of c360: what a profile record is once parsed, the identifiers it carries, the
+//! customer (single customer view) built from records, and the evidence behind a link.
+//!
+//! Parse, don't validate: every value that enters the system goes through a constructor that
+//! either returns a well-formed newtype or a [`FieldError`] naming the field and the reason.
+//! Nothing here does I/O.
+
+pub mod customer;
+pub mod error;
+pub mod ids;
+pub mod outcome;
+pub mod record;
+pub mod values;
+
+pub use customer::{
+    CustomerView, Enrichment, GoldenAddress, GoldenRecord, GoldenValue, IdentifierEntry, LinkEvidence,
+    MemberRecord, RecordView,
+};
+pub use error::{FieldError, ValidationErrors};
+pub use ids::{CustomerId, IdentifierKind, RecordKey, SourceId, SourceName};
+pub use outcome::{IngestOutcome, IngestResult};
+pub use record::{AddressInput, Profile, RecordInput};
+pub use values::{BirthDate, Country, Email, OpaqueId, PersonName, Phone, PostalAddress};

@@ -1,0 +1,10 @@
+//! The application layer of c360: the [`Resolver`] that takes records in, resolves them with
+//! `c360-matching` and keeps the identity graph and the single customer view in a store.
+
+pub mod error;
+pub mod resolver;
+pub mod store;
+
+pub use error::{ServiceError, StoreError};
+pub use resolver::{Resolver, StoreCounts};
+pub use store::{Database, Engine};

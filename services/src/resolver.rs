@@ -1,0 +1,1025 @@
+//! The resolver: takes one record in, finds its candidates through the blocking index, asks
+//! the matcher which are the same person, and keeps the identity graph and the customers up to
+//! date, all in one transaction per record.
+//!
+//! Concurrency: on PostgreSQL many replicas write at once. A writer first takes advisory locks
+//! on the record key and on every blocking key of the record (old and new version), so two
+//! records that could match each other are resolved one after the other; it then locks the
+//! rows of the customers it changes (`FOR UPDATE`, in id order), so that merges and splits of
+//! the same customer never interleave. Deadlocks and serialization failures are retried.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use c360_domain::{
+    CustomerId, CustomerView, Enrichment, GoldenRecord, IdentifierEntry, IdentifierKind,
+    IngestOutcome, IngestResult, LinkEvidence, MemberRecord, Profile, RecordKey, RecordView,
+    SourceId, SourceName,
+};
+use c360_matching::{
+    blocking_keys, graph, identifier_keys, normalize, survivorship, Candidate, LinkDecision,
+    Matcher,
+};
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+use crate::error::{ServiceError, StoreError};
+use crate::store::{pair_placeholders, placeholders, Database, WriteTx};
+
+/// Transactions that hit a deadlock or serialization failure are tried this many times.
+const MAX_ATTEMPTS: u32 = 8;
+/// At most this many stored records are read per blocking key: a key shared by more records
+/// (a family email, a placeholder phone) is capped rather than compared all-to-all.
+const CANDIDATES_PER_KEY: i64 = 200;
+/// A new record keeps at most this many edges into each customer it joins: enough that one
+/// deleted record rarely disconnects the rest, without growing quadratically in big customers.
+const LINKS_PER_CUSTOMER: usize = 3;
+
+/// A stored record with its bookkeeping.
+#[derive(Debug, Clone)]
+struct StoredRecord {
+    profile: Profile,
+    customer_id: CustomerId,
+    source_updated_at: Option<i64>,
+    first_seen_at: i64,
+    last_changed_at: i64,
+}
+
+/// Sizes of the store, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreCounts {
+    pub records: i64,
+    pub customers: i64,
+}
+
+#[derive(Clone)]
+pub struct Resolver {
+    db: Database,
+    matcher: Matcher,
+}
+
+fn now_millis() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn to_time(millis: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(millis)
+        .single()
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+fn new_customer_id() -> CustomerId {
+    CustomerId::from_uuid_simple(&uuid::Uuid::now_v7().simple().to_string())
+}
+
+fn parse_customer_id(raw: &str) -> Result<CustomerId, StoreError> {
+    CustomerId::parse(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn record_lock_key(key: &RecordKey) -> String {
+    format!("record:{}/{}", key.source, key.source_id)
+}
+
+/// Edges are stored once, with the smaller record key first.
+fn ordered(a: &RecordKey, b: &RecordKey) -> (RecordKey, RecordKey) {
+    if a <= b {
+        (a.clone(), b.clone())
+    } else {
+        (b.clone(), a.clone())
+    }
+}
+
+impl Resolver {
+    pub fn new(db: Database, matcher: Matcher) -> Self {
+        Self { db, matcher }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Creates or updates one record and resolves it. Idempotent by (source, source_id).
+    pub async fn ingest(&self, profile: Profile) -> Result<IngestResult, ServiceError> {
+        self.retrying(|| self.try_ingest(&profile)).await
+    }
+
+    /// Deletes a record; its customer is recomputed from what remains, and splits when the
+    /// record was the only bridge between two groups of records.
+    pub async fn delete(&self, key: &RecordKey) -> Result<(), ServiceError> {
+        self.retrying(|| self.try_delete(key)).await
+    }
+
+    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, ServiceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ServiceError>>,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match attempt().await {
+                Err(ServiceError::Store(e)) if e.is_retryable() && tries < MAX_ATTEMPTS => {
+                    tracing::debug!(tries, "write conflict, retrying");
+                    let jitter = u64::from(uuid::Uuid::now_v7().as_bytes()[15] % 16);
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(tries) + jitter)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_ingest(&self, profile: &Profile) -> Result<IngestResult, ServiceError> {
+        let key = profile.key();
+        let mut write = self.db.begin_write().await?;
+        self.db
+            .lock_keys(&mut write, &[record_lock_key(&key)])
+            .await?;
+        let existing = load_record(&mut write.tx, &key).await?;
+
+        if let Some(stored) = &existing {
+            let incoming = profile.updated_at.map(|t| t.timestamp_millis());
+            if let (Some(new), Some(old)) = (incoming, stored.source_updated_at) {
+                if new < old {
+                    write.tx.commit().await?;
+                    return Ok(unchanged(key, stored, IngestOutcome::IgnoredStale));
+                }
+            }
+            if stored.profile.same_content(profile) {
+                write.tx.commit().await?;
+                return Ok(unchanged(key, stored, IngestOutcome::Unchanged));
+            }
+        }
+
+        let mut keys = blocking_keys(profile);
+        if let Some(stored) = &existing {
+            keys.extend(blocking_keys(&stored.profile));
+        }
+        self.db.lock_keys(&mut write, &keys).await?;
+
+        let candidates = load_candidates(&mut write.tx, &blocking_keys(profile), &key).await?;
+        let decisions = self.matcher.decide(profile, &candidates);
+        let now = now_millis();
+
+        let result = match existing {
+            None => self.insert_new(&mut write, profile, &decisions, now).await?,
+            Some(stored) => {
+                self.update_existing(&mut write, profile, stored, &decisions, now)
+                    .await?
+            }
+        };
+        write.tx.commit().await?;
+        Ok(result)
+    }
+
+    async fn insert_new(
+        &self,
+        write: &mut WriteTx,
+        profile: &Profile,
+        decisions: &[LinkDecision],
+        now: i64,
+    ) -> Result<IngestResult, ServiceError> {
+        let key = profile.key();
+        let matched: Vec<RecordKey> = decisions.iter().map(|d| d.other.clone()).collect();
+        let customers = self.settle_customers(write, &matched, &[]).await?;
+
+        let (customer_id, absorbed, outcome) = match customers.iter().next() {
+            None => {
+                let id = new_customer_id();
+                insert_customer(&mut write.tx, &id, now).await?;
+                (id, Vec::new(), IngestOutcome::CreatedCustomer)
+            }
+            Some(survivor) => {
+                // The oldest customer survives: ids are time-ordered, so that is the smallest.
+                let absorbed: Vec<CustomerId> = customers.iter().skip(1).cloned().collect();
+                let outcome = if absorbed.is_empty() {
+                    IngestOutcome::JoinedCustomer
+                } else {
+                    IngestOutcome::MergedCustomers
+                };
+                (survivor.clone(), absorbed, outcome)
+            }
+        };
+
+        insert_record(&mut write.tx, profile, &customer_id, now, now).await?;
+        write_index(&mut write.tx, profile).await?;
+        let links = self.select_links(write, decisions).await?;
+        insert_links(&mut write.tx, &key, &links, now).await?;
+        if !absorbed.is_empty() {
+            absorb(&mut write.tx, &absorbed, &customer_id, now).await?;
+        }
+        refresh_customer(&mut write.tx, &customer_id, now).await?;
+        Ok(IngestResult {
+            record: key,
+            customer_id,
+            outcome,
+            merged_customer_ids: absorbed,
+            split_customer_ids: Vec::new(),
+        })
+    }
+
+    async fn update_existing(
+        &self,
+        write: &mut WriteTx,
+        profile: &Profile,
+        stored: StoredRecord,
+        decisions: &[LinkDecision],
+        now: i64,
+    ) -> Result<IngestResult, ServiceError> {
+        let key = profile.key();
+        let matched: Vec<RecordKey> = decisions.iter().map(|d| d.other.clone()).collect();
+        let affected = self
+            .settle_customers(write, &matched, std::slice::from_ref(&stored.customer_id))
+            .await?;
+
+        sqlx::query(
+            "UPDATE records SET profile = $1, source_updated_at = $2, last_changed_at = $3 \
+             WHERE source = $4 AND source_id = $5",
+        )
+        .bind(to_json(profile)?)
+        .bind(profile.updated_at.map(|t| t.timestamp_millis()))
+        .bind(now)
+        .bind(key.source.as_str())
+        .bind(key.source_id.as_str())
+        .execute(&mut *write.tx)
+        .await?;
+        clear_index(&mut write.tx, &key).await?;
+        write_index(&mut write.tx, profile).await?;
+        delete_links_of(&mut write.tx, &key).await?;
+        let links = self.select_links(write, decisions).await?;
+        insert_links(&mut write.tx, &key, &links, now).await?;
+
+        let change = self.recompute(write, &affected, now).await?;
+        let customer_id = change
+            .assignment
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt("updated record lost its customer".into()))?;
+        Ok(IngestResult {
+            record: key,
+            customer_id,
+            outcome: IngestOutcome::Updated,
+            merged_customer_ids: change.absorbed,
+            split_customer_ids: change.created,
+        })
+    }
+
+    async fn try_delete(&self, key: &RecordKey) -> Result<(), ServiceError> {
+        let mut write = self.db.begin_write().await?;
+        self.db.lock_keys(&mut write, &[record_lock_key(key)]).await?;
+        let stored = load_record(&mut write.tx, key)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("record {key}")))?;
+        self.db
+            .lock_keys(&mut write, &blocking_keys(&stored.profile))
+            .await?;
+        let affected = self
+            .settle_customers(&mut write, &[], std::slice::from_ref(&stored.customer_id))
+            .await?;
+        clear_index(&mut write.tx, key).await?;
+        delete_links_of(&mut write.tx, key).await?;
+        sqlx::query("DELETE FROM records WHERE source = $1 AND source_id = $2")
+            .bind(key.source.as_str())
+            .bind(key.source_id.as_str())
+            .execute(&mut *write.tx)
+            .await?;
+        self.recompute(&mut write, &affected, now_millis()).await?;
+        write.tx.commit().await?;
+        Ok(())
+    }
+
+    /// The customers that the given records (plus `extra` customers) belong to, with their rows
+    /// locked. Re-reads after locking until stable, because a concurrent merge or split may
+    /// have moved a record between reading it and locking its customer.
+    async fn settle_customers(
+        &self,
+        write: &mut WriteTx,
+        records: &[RecordKey],
+        extra: &[CustomerId],
+    ) -> Result<BTreeSet<CustomerId>, ServiceError> {
+        let mut locked: BTreeSet<CustomerId> = BTreeSet::new();
+        loop {
+            let mut wanted: BTreeSet<CustomerId> =
+                customers_of(&mut write.tx, records).await?.into_iter().collect();
+            wanted.extend(extra.iter().cloned());
+            let missing: Vec<CustomerId> = wanted.difference(&locked).cloned().collect();
+            if missing.is_empty() {
+                return Ok(wanted);
+            }
+            let sql = format!(
+                "SELECT id FROM customers WHERE id IN ({}) ORDER BY id{}",
+                placeholders(1, missing.len()),
+                self.db.for_update()
+            );
+            let mut query = sqlx::query(&sql);
+            for id in &missing {
+                query = query.bind(id.as_str());
+            }
+            query.fetch_all(&mut *write.tx).await?;
+            locked.extend(missing);
+        }
+    }
+
+    /// Which decisions become stored edges: at most [`LINKS_PER_CUSTOMER`] into each customer.
+    async fn select_links(
+        &self,
+        write: &mut WriteTx,
+        decisions: &[LinkDecision],
+    ) -> Result<Vec<LinkDecision>, ServiceError> {
+        let keys: Vec<RecordKey> = decisions.iter().map(|d| d.other.clone()).collect();
+        let owners = customer_of_each(&mut write.tx, &keys).await?;
+        let mut per_customer: HashMap<CustomerId, usize> = HashMap::new();
+        Ok(decisions
+            .iter()
+            .filter(|d| {
+                owners.get(&d.other).is_some_and(|c| {
+                    let n = per_customer.entry(c.clone()).or_default();
+                    *n += 1;
+                    *n <= LINKS_PER_CUSTOMER
+                })
+            })
+            .cloned()
+            .collect())
+    }
+
+    /// Recomputes the customers `affected` from their records and the edges between them:
+    /// connected components become customers. Where the stored edges no longer connect a
+    /// customer, the matcher is asked again across the parts before splitting, so that only a
+    /// real loss of evidence splits a customer.
+    async fn recompute(
+        &self,
+        write: &mut WriteTx,
+        affected: &BTreeSet<CustomerId>,
+        now: i64,
+    ) -> Result<Recomputed, ServiceError> {
+        let ids: Vec<CustomerId> = affected.iter().cloned().collect();
+        let members = records_of_customers(&mut write.tx, &ids).await?;
+        let index: HashMap<RecordKey, usize> = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.profile.key(), i))
+            .collect();
+        let mut edges: Vec<(usize, usize)> = links_among(&mut write.tx, &ids)
+            .await?
+            .into_iter()
+            .filter_map(|(a, b)| Some((*index.get(&a)?, *index.get(&b)?)))
+            .collect();
+
+        let mut components = graph::components(members.len(), &edges);
+        if components.len() > 1 {
+            let healed = self.heal(&members, &components);
+            for (a, b, evidence) in healed {
+                let (ka, kb) = (members[a].profile.key(), members[b].profile.key());
+                insert_links(
+                    &mut write.tx,
+                    &ka,
+                    &[LinkDecision { other: kb, evidence }],
+                    now,
+                )
+                .await?;
+                edges.push((a, b));
+            }
+            components = graph::components(members.len(), &edges);
+        }
+
+        // Largest component first; each takes the oldest id its records held that no larger
+        // component took already; a component with none gets a new id.
+        components.sort_by(|a, b| b.len().cmp(&a.len()).then(a[0].cmp(&b[0])));
+        let mut taken: BTreeSet<CustomerId> = BTreeSet::new();
+        let mut assignment: BTreeMap<RecordKey, CustomerId> = BTreeMap::new();
+        let mut created = Vec::new();
+        let mut former_members: HashMap<CustomerId, Vec<CustomerId>> = HashMap::new();
+        for component in &components {
+            let held: BTreeSet<&CustomerId> =
+                component.iter().map(|&i| &members[i].customer_id).collect();
+            let id = match held.iter().find(|id| !taken.contains(**id)) {
+                Some(id) => (*id).clone(),
+                None => {
+                    let id = new_customer_id();
+                    insert_customer(&mut write.tx, &id, now).await?;
+                    created.push(id.clone());
+                    id
+                }
+            };
+            taken.insert(id.clone());
+            let moved: Vec<RecordKey> = component
+                .iter()
+                .filter(|&&i| members[i].customer_id != id)
+                .map(|&i| members[i].profile.key())
+                .collect();
+            for &i in component {
+                former_members
+                    .entry(members[i].customer_id.clone())
+                    .or_default()
+                    .push(id.clone());
+                assignment.insert(members[i].profile.key(), id.clone());
+            }
+            move_records(&mut write.tx, &moved, &id).await?;
+            refresh_customer(&mut write.tx, &id, now).await?;
+        }
+
+        // Ids that no component kept: absorbed into the component that took most of their
+        // records, or gone with their last record.
+        let mut absorbed = Vec::new();
+        for id in affected.iter().filter(|id| !taken.contains(*id)) {
+            match former_members.get(id).and_then(|targets| most_common(targets)) {
+                Some(target) => {
+                    absorb(&mut write.tx, std::slice::from_ref(id), &target, now).await?;
+                    absorbed.push(id.clone());
+                }
+                None => delete_customer(&mut write.tx, id).await?,
+            }
+        }
+        Ok(Recomputed {
+            assignment,
+            absorbed,
+            created,
+        })
+    }
+
+    /// Links between records of different components that the matcher still accepts.
+    fn heal(
+        &self,
+        members: &[StoredRecord],
+        components: &[Vec<usize>],
+    ) -> Vec<(usize, usize, LinkEvidence)> {
+        let mut component_of = vec![0; members.len()];
+        for (c, nodes) in components.iter().enumerate() {
+            for &n in nodes {
+                component_of[n] = c;
+            }
+        }
+        let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, m) in members.iter().enumerate() {
+            for k in blocking_keys(&m.profile) {
+                by_key.entry(k).or_default().push(i);
+            }
+        }
+        let mut found = Vec::new();
+        let mut joined: BTreeSet<(usize, usize)> = BTreeSet::new();
+        for (i, m) in members.iter().enumerate() {
+            let mut others: Vec<usize> = blocking_keys(&m.profile)
+                .iter()
+                .flat_map(|k| by_key.get(k).into_iter().flatten().copied())
+                .filter(|&j| j > i && component_of[j] != component_of[i])
+                .collect();
+            others.sort_unstable();
+            others.dedup();
+            let candidates: Vec<Candidate> = others
+                .iter()
+                .map(|&j| Candidate {
+                    key: members[j].profile.key(),
+                    profile: members[j].profile.clone(),
+                })
+                .collect();
+            for decision in self.matcher.decide(&m.profile, &candidates) {
+                let Some(pos) = candidates.iter().position(|c| c.key == decision.other) else {
+                    continue;
+                };
+                let j = others[pos];
+                let pair = (component_of[i].min(component_of[j]), component_of[i].max(component_of[j]));
+                if joined.insert(pair) {
+                    found.push((i, j, decision.evidence));
+                }
+            }
+        }
+        found
+    }
+
+    /// A record and the customer it belongs to.
+    pub async fn get_record(&self, key: &RecordKey) -> Result<RecordView, ServiceError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let stored = load_record(&mut conn, key)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("record {key}")))?;
+        Ok(RecordView {
+            customer_id: stored.customer_id,
+            record: stored.profile,
+            first_seen_at: to_time(stored.first_seen_at),
+            last_changed_at: to_time(stored.last_changed_at),
+        })
+    }
+
+    /// The single customer view. An id absorbed by a merge answers with the survivor.
+    pub async fn get_customer(&self, id: &CustomerId) -> Result<CustomerView, ServiceError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let not_found = || ServiceError::NotFound(format!("customer {id}"));
+        let row = sqlx::query("SELECT merged_into FROM customers WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(not_found)?;
+        let merged_into: Option<String> = row.try_get(0)?;
+        let (current, resolved_from) = match merged_into {
+            Some(target) => (parse_customer_id(&target)?, Some(id.clone())),
+            None => (id.clone(), None),
+        };
+        let mut view = load_view(&mut conn, &current).await?.ok_or_else(not_found)?;
+        view.resolved_from = resolved_from;
+        Ok(view)
+    }
+
+    /// The customers that have a record carrying the identifier, normalized as at ingest.
+    pub async fn find_customers(
+        &self,
+        kind: IdentifierKind,
+        raw: &str,
+    ) -> Result<Vec<CustomerView>, ServiceError> {
+        let value = normalize_lookup(kind, raw)?;
+        let mut conn = self.db.pool().acquire().await?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT r.customer_id FROM record_identifiers i \
+             JOIN records r ON r.source = i.source AND r.source_id = i.source_id \
+             WHERE i.kind = $1 AND i.value = $2 ORDER BY r.customer_id LIMIT 50",
+        )
+        .bind(kind.as_str())
+        .bind(value.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut views = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = parse_customer_id(&row.try_get::<String, _>(0)?)?;
+            if let Some(view) = load_view(&mut conn, &id).await? {
+                views.push(view);
+            }
+        }
+        Ok(views)
+    }
+
+    pub async fn counts(&self) -> Result<StoreCounts, ServiceError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM records), \
+                    (SELECT COUNT(*) FROM customers WHERE merged_into IS NULL)",
+        )
+        .fetch_one(self.db.pool())
+        .await?;
+        Ok(StoreCounts {
+            records: row.try_get(0)?,
+            customers: row.try_get(1)?,
+        })
+    }
+}
+
+struct Recomputed {
+    assignment: BTreeMap<RecordKey, CustomerId>,
+    absorbed: Vec<CustomerId>,
+    created: Vec<CustomerId>,
+}
+
+fn unchanged(key: RecordKey, stored: &StoredRecord, outcome: IngestOutcome) -> IngestResult {
+    IngestResult {
+        record: key,
+        customer_id: stored.customer_id.clone(),
+        outcome,
+        merged_customer_ids: Vec::new(),
+        split_customer_ids: Vec::new(),
+    }
+}
+
+fn most_common(ids: &[CustomerId]) -> Option<CustomerId> {
+    let mut counts: BTreeMap<&CustomerId, usize> = BTreeMap::new();
+    for id in ids {
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(id, _)| id.clone())
+}
+
+/// Normalizes a look-up value exactly as ingest normalizes the identifier.
+fn normalize_lookup(kind: IdentifierKind, raw: &str) -> Result<String, ServiceError> {
+    let field = kind.as_str();
+    let value = match kind {
+        IdentifierKind::Email => c360_domain::Email::parse_field(raw, field)?.to_string(),
+        IdentifierKind::Phone => c360_domain::Phone::parse_in(raw, field, None)?.to_string(),
+        _ => c360_domain::OpaqueId::parse_field(raw, field)?.to_string(),
+    };
+    Ok(normalize::identifier(kind, &value))
+}
+
+impl From<c360_domain::FieldError> for ServiceError {
+    fn from(error: c360_domain::FieldError) -> Self {
+        Self::Invalid(error.into())
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn record_from_row(row: &sqlx::any::AnyRow) -> Result<StoredRecord, StoreError> {
+    let profile: String = row.try_get("profile")?;
+    Ok(StoredRecord {
+        profile: serde_json::from_str(&profile)
+            .map_err(|e| StoreError::Corrupt(format!("record profile: {e}")))?,
+        customer_id: parse_customer_id(&row.try_get::<String, _>("customer_id")?)?,
+        source_updated_at: row.try_get("source_updated_at")?,
+        first_seen_at: row.try_get("first_seen_at")?,
+        last_changed_at: row.try_get("last_changed_at")?,
+    })
+}
+
+const RECORD_COLUMNS: &str =
+    "r.profile, r.customer_id, r.source_updated_at, r.first_seen_at, r.last_changed_at";
+
+async fn load_record(
+    conn: &mut AnyConnection,
+    key: &RecordKey,
+) -> Result<Option<StoredRecord>, StoreError> {
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM records r WHERE r.source = $1 AND r.source_id = $2");
+    let row = sqlx::query(&sql)
+        .bind(key.source.as_str())
+        .bind(key.source_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(record_from_row).transpose()
+}
+
+/// Stored records sharing at least one blocking key with the probe, the probe itself excluded.
+async fn load_candidates(
+    conn: &mut AnyConnection,
+    keys: &[String],
+    probe: &RecordKey,
+) -> Result<Vec<Candidate>, StoreError> {
+    let mut seen: BTreeSet<RecordKey> = BTreeSet::new();
+    let mut out = Vec::new();
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM blocking_keys k \
+         JOIN records r ON r.source = k.source AND r.source_id = k.source_id \
+         WHERE k.key = $1 ORDER BY r.last_changed_at DESC LIMIT {CANDIDATES_PER_KEY}"
+    );
+    for key in keys {
+        let rows = sqlx::query(&sql).bind(key.as_str()).fetch_all(&mut *conn).await?;
+        if rows.len() as i64 == CANDIDATES_PER_KEY {
+            tracing::warn!(
+                key_kind = key.split(':').next().unwrap_or(""),
+                cap = CANDIDATES_PER_KEY,
+                "blocking key shared by too many records; candidates capped"
+            );
+        }
+        for row in &rows {
+            let stored = record_from_row(row)?;
+            let key = stored.profile.key();
+            if &key != probe && seen.insert(key.clone()) {
+                out.push(Candidate {
+                    key,
+                    profile: stored.profile,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The distinct customers of the given records.
+async fn customers_of(
+    conn: &mut AnyConnection,
+    keys: &[RecordKey],
+) -> Result<Vec<CustomerId>, StoreError> {
+    let owners = customer_of_each(conn, keys).await?;
+    let set: BTreeSet<CustomerId> = owners.into_values().collect();
+    Ok(set.into_iter().collect())
+}
+
+async fn customer_of_each(
+    conn: &mut AnyConnection,
+    keys: &[RecordKey],
+) -> Result<HashMap<RecordKey, CustomerId>, StoreError> {
+    let mut out = HashMap::new();
+    for chunk in keys.chunks(200) {
+        let sql = format!(
+            "SELECT source, source_id, customer_id FROM records WHERE (source, source_id) IN ({})",
+            pair_placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(key.source.as_str()).bind(key.source_id.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            out.insert(
+                key_from_row(&row, 0)?,
+                parse_customer_id(&row.try_get::<String, _>(2)?)?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn key_from_row(row: &sqlx::any::AnyRow, first: usize) -> Result<RecordKey, StoreError> {
+    let source: String = row.try_get(first)?;
+    let source_id: String = row.try_get(first + 1)?;
+    Ok(RecordKey {
+        source: SourceName::parse(&source).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        source_id: SourceId::parse(&source_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}
+
+async fn records_of_customers(
+    conn: &mut AnyConnection,
+    ids: &[CustomerId],
+) -> Result<Vec<StoredRecord>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM records r WHERE r.customer_id IN ({}) \
+         ORDER BY r.source, r.source_id",
+        placeholders(1, ids.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for id in ids {
+        query = query.bind(id.as_str());
+    }
+    query
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(record_from_row)
+        .collect()
+}
+
+/// Edges whose first endpoint belongs to one of the customers (both ends are filtered by the
+/// caller against the member set).
+async fn links_among(
+    conn: &mut AnyConnection,
+    ids: &[CustomerId],
+) -> Result<Vec<(RecordKey, RecordKey)>, StoreError> {
+    let sql = format!(
+        "SELECT l.a_source, l.a_source_id, l.b_source, l.b_source_id FROM links l \
+         JOIN records r ON r.source = l.a_source AND r.source_id = l.a_source_id \
+         WHERE r.customer_id IN ({})",
+        placeholders(1, ids.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for id in ids {
+        query = query.bind(id.as_str());
+    }
+    query
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Ok((key_from_row(row, 0)?, key_from_row(row, 2)?)))
+        .collect()
+}
+
+async fn insert_customer(
+    conn: &mut AnyConnection,
+    id: &CustomerId,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO customers (id, golden, record_count, version, created_at, updated_at) \
+         VALUES ($1, '{}', 0, 0, $2, $2)",
+    )
+    .bind(id.as_str())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn delete_customer(conn: &mut AnyConnection, id: &CustomerId) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM customers WHERE id = $1 OR merged_into = $1")
+        .bind(id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert_record(
+    conn: &mut AnyConnection,
+    profile: &Profile,
+    customer_id: &CustomerId,
+    first_seen: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO records (source, source_id, customer_id, profile, source_updated_at, \
+         first_seen_at, last_changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(profile.source.as_str())
+    .bind(profile.source_id.as_str())
+    .bind(customer_id.as_str())
+    .bind(to_json(profile)?)
+    .bind(profile.updated_at.map(|t| t.timestamp_millis()))
+    .bind(first_seen)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Files the record under its identifiers and blocking keys.
+async fn write_index(conn: &mut AnyConnection, profile: &Profile) -> Result<(), StoreError> {
+    let (source, source_id) = (profile.source.as_str(), profile.source_id.as_str());
+    for (kind, value) in identifier_keys(profile) {
+        sqlx::query(
+            "INSERT INTO record_identifiers (kind, value, source, source_id) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(kind.as_str())
+        .bind(value)
+        .bind(source)
+        .bind(source_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let mut keys = blocking_keys(profile);
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        sqlx::query("INSERT INTO blocking_keys (key, source, source_id) VALUES ($1, $2, $3)")
+            .bind(key)
+            .bind(source)
+            .bind(source_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn clear_index(conn: &mut AnyConnection, key: &RecordKey) -> Result<(), StoreError> {
+    for table in ["record_identifiers", "blocking_keys"] {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE source = $1 AND source_id = $2"
+        ))
+        .bind(key.source.as_str())
+        .bind(key.source_id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_links(
+    conn: &mut AnyConnection,
+    from: &RecordKey,
+    links: &[LinkDecision],
+    now: i64,
+) -> Result<(), StoreError> {
+    for link in links {
+        let (a, b) = ordered(from, &link.other);
+        sqlx::query(
+            "INSERT INTO links (a_source, a_source_id, b_source, b_source_id, evidence, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(a.source.as_str())
+        .bind(a.source_id.as_str())
+        .bind(b.source.as_str())
+        .bind(b.source_id.as_str())
+        .bind(to_json(&link.evidence)?)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn delete_links_of(conn: &mut AnyConnection, key: &RecordKey) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM links WHERE (a_source = $1 AND a_source_id = $2) \
+         OR (b_source = $1 AND b_source_id = $2)",
+    )
+    .bind(key.source.as_str())
+    .bind(key.source_id.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn move_records(
+    conn: &mut AnyConnection,
+    keys: &[RecordKey],
+    to: &CustomerId,
+) -> Result<(), StoreError> {
+    for chunk in keys.chunks(200) {
+        let sql = format!(
+            "UPDATE records SET customer_id = $1 WHERE (source, source_id) IN ({})",
+            pair_placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(to.as_str());
+        for key in chunk {
+            query = query.bind(key.source.as_str()).bind(key.source_id.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Moves every record of the `absorbed` customers to `survivor` and leaves each absorbed id
+/// (and any id absorbed into it earlier) pointing at the survivor, so old ids keep resolving
+/// in one hop.
+async fn absorb(
+    conn: &mut AnyConnection,
+    absorbed: &[CustomerId],
+    survivor: &CustomerId,
+    now: i64,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "UPDATE records SET customer_id = $1 WHERE customer_id IN ({})",
+        placeholders(2, absorbed.len())
+    );
+    let mut query = sqlx::query(&sql).bind(survivor.as_str());
+    for id in absorbed {
+        query = query.bind(id.as_str());
+    }
+    query.execute(&mut *conn).await?;
+
+    let list = placeholders(3, absorbed.len());
+    let sql = format!(
+        "UPDATE customers SET merged_into = $1, golden = '{{}}', record_count = 0, \
+         version = version + 1, updated_at = $2 WHERE id IN ({list}) OR merged_into IN ({list})"
+    );
+    let mut query = sqlx::query(&sql).bind(survivor.as_str()).bind(now);
+    for id in absorbed {
+        query = query.bind(id.as_str());
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Recomputes a customer's golden record and record count, and bumps its version.
+async fn refresh_customer(
+    conn: &mut AnyConnection,
+    id: &CustomerId,
+    now: i64,
+) -> Result<(), StoreError> {
+    let members = member_records(conn, id).await?;
+    let golden = survivorship::golden_record(&members);
+    sqlx::query(
+        "UPDATE customers SET golden = $1, record_count = $2, version = version + 1, \
+         updated_at = $3, merged_into = NULL WHERE id = $4",
+    )
+    .bind(to_json(&golden)?)
+    .bind(members.len() as i64)
+    .bind(now)
+    .bind(id.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn member_records(
+    conn: &mut AnyConnection,
+    id: &CustomerId,
+) -> Result<Vec<MemberRecord>, StoreError> {
+    Ok(records_of_customers(conn, std::slice::from_ref(id))
+        .await?
+        .into_iter()
+        .map(|s| MemberRecord {
+            record: s.profile,
+            first_seen_at: to_time(s.first_seen_at),
+            last_changed_at: to_time(s.last_changed_at),
+        })
+        .collect())
+}
+
+async fn load_view(
+    conn: &mut AnyConnection,
+    id: &CustomerId,
+) -> Result<Option<CustomerView>, StoreError> {
+    let Some(row) = sqlx::query(
+        "SELECT golden, version, created_at, updated_at FROM customers \
+         WHERE id = $1 AND merged_into IS NULL",
+    )
+    .bind(id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let golden: String = row.try_get(0)?;
+    let golden: GoldenRecord = serde_json::from_str(&golden)
+        .map_err(|e| StoreError::Corrupt(format!("golden record: {e}")))?;
+    let records = member_records(conn, id).await?;
+    let identifier_rows = sqlx::query(
+        "SELECT i.kind, i.value, COUNT(*) FROM record_identifiers i \
+         JOIN records r ON r.source = i.source AND r.source_id = i.source_id \
+         WHERE r.customer_id = $1 GROUP BY i.kind, i.value ORDER BY i.kind, i.value",
+    )
+    .bind(id.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut identifiers = Vec::with_capacity(identifier_rows.len());
+    for r in identifier_rows {
+        let kind: String = r.try_get(0)?;
+        let kind = IdentifierKind::from_name(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("identifier kind {kind}")))?;
+        identifiers.push(IdentifierEntry {
+            kind,
+            value: r.try_get(1)?,
+            records: u32::try_from(r.try_get::<i64, _>(2)?).unwrap_or(u32::MAX),
+        });
+    }
+    Ok(Some(CustomerView {
+        customer_id: id.clone(),
+        resolved_from: None,
+        golden,
+        records,
+        identifiers,
+        enrichment: Enrichment::default(),
+        version: row.try_get(1)?,
+        created_at: to_time(row.try_get(2)?),
+        updated_at: to_time(row.try_get(3)?),
+    }))
+}

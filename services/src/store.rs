@@ -1,0 +1,221 @@
+//! The SQL store: one schema and one set of queries for SQLite (the embedded default) and
+//! PostgreSQL (production), through sqlx's `Any` driver. The two engines differ only in how
+//! concurrent writers are kept apart, which [`Database::begin_write`] hides.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::error::StoreError;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+}
+
+/// A pool of connections to the configured database.
+#[derive(Clone)]
+pub struct Database {
+    pool: AnyPool,
+    engine: Engine,
+    /// SQLite has one writer at a time; queueing writers here, in the process, avoids
+    /// `SQLITE_BUSY` on lock upgrades. PostgreSQL uses row and advisory locks instead.
+    sqlite_writer: Arc<Mutex<()>>,
+}
+
+/// A write transaction plus, on SQLite, the process-wide writer slot it holds.
+pub struct WriteTx {
+    pub tx: sqlx::Transaction<'static, sqlx::Any>,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl Database {
+    /// Connects to `url` (`sqlite://path` or `postgres://...`). A SQLite file and its folder
+    /// are created when missing.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let engine = Engine::from_url(url)?;
+        let url = match engine {
+            Engine::Sqlite => prepare_sqlite_url(url)?,
+            Engine::Postgres => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        // WAL lets readers go on while one writer writes; NORMAL sync is
+                        // durable across process crashes, which is what WAL mode promises.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            pool,
+            engine,
+            sqlite_writer: Arc::new(Mutex::new(())),
+        })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.engine {
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Answers when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a transaction that will write. On SQLite it first waits for the writer slot.
+    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        let writer = match self.engine {
+            Engine::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
+            Engine::Postgres => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx {
+            tx,
+            _writer: writer,
+        })
+    }
+
+    /// Serializes writers that touch the same logical key (a record, a blocking key) until the
+    /// transaction ends. Keys are taken in sorted order so that two writers never wait on each
+    /// other in a cycle. A no-op on SQLite, whose writers are already serialized.
+    pub async fn lock_keys(&self, write: &mut WriteTx, keys: &[String]) -> Result<(), StoreError> {
+        if self.engine != Engine::Postgres {
+            return Ok(());
+        }
+        let mut keys: Vec<&String> = keys.iter().collect();
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(key.as_str())
+                .execute(&mut *write.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `FOR UPDATE` where the engine has row locks.
+    pub fn for_update(&self) -> &'static str {
+        match self.engine {
+            Engine::Postgres => " FOR UPDATE",
+            Engine::Sqlite => "",
+        }
+    }
+}
+
+/// Makes sure the SQLite file can be created: its folder exists and the URL asks for
+/// read-write-create mode.
+fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    Ok(if url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+/// `$start, $start+1, ...` for `count` values, for `IN (...)` lists.
+pub fn placeholders(start: usize, count: usize) -> String {
+    (start..start + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($s, $s+1), ($s+2, $s+3), ...` for row-value `IN` lists of (source, source_id) pairs.
+pub fn pair_placeholders(start: usize, pairs: usize) -> String {
+    (0..pairs)
+        .map(|i| format!("(${}, ${})", start + 2 * i, start + 2 * i + 1))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_comes_from_the_url_scheme() {
+        assert_eq!(Engine::from_url("sqlite://data/c360.db").unwrap(), Engine::Sqlite);
+        assert_eq!(Engine::from_url("postgres://u@h/db").unwrap(), Engine::Postgres);
+        assert!(Engine::from_url("mysql://h/db").is_err());
+    }
+
+    #[test]
+    fn placeholder_lists() {
+        assert_eq!(placeholders(2, 3), "$2, $3, $4");
+        assert_eq!(pair_placeholders(1, 2), "($1, $2), ($3, $4)");
+    }
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let dir = std::env::temp_dir().join(format!("c360-url-{}", std::process::id()));
+        let url = format!("sqlite://{}/x.db", dir.display());
+        assert!(prepare_sqlite_url(&url).unwrap().ends_with("x.db?mode=rwc"));
+        assert!(dir.exists());
+        assert!(prepare_sqlite_url("sqlite::memory:?mode=memory").unwrap().ends_with("mode=memory"));
+    }
+}
