@@ -31,17 +31,25 @@ impl FromStr for ApiKeys {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut keys = Vec::new();
-        for (i, entry) in s.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
-            let (key, access) = entry.rsplit_once(':').ok_or_else(|| {
-                format!("entry {}: expected key:rw or key:ro", i + 1)
-            })?;
+        for (i, entry) in s
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+        {
+            let (key, access) = entry
+                .rsplit_once(':')
+                .ok_or_else(|| format!("entry {}: expected key:rw or key:ro", i + 1))?;
             let access = match access {
                 "rw" => Access::ReadWrite,
                 "ro" => Access::ReadOnly,
                 _ => return Err(format!("entry {}: access must be rw or ro", i + 1)),
             };
             if key.len() < 8 {
-                return Err(format!("entry {}: a key needs at least 8 characters", i + 1));
+                return Err(format!(
+                    "entry {}: a key needs at least 8 characters",
+                    i + 1
+                ));
             }
             keys.push((key.to_owned(), access));
         }
@@ -85,7 +93,10 @@ pub async fn require_key(
     let access = presented
         .and_then(|key| keys.access(key))
         .ok_or(ApiError::Unauthorized)?;
-    let reads = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let reads = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
     if access == Access::ReadOnly && !reads {
         return Err(ApiError::Forbidden);
     }

@@ -42,6 +42,11 @@ where
                 ApiError::MalformedJson(rejection.body_text())
             }
         })?;
+        // Every body of this API is an object; serde would otherwise read a struct from an
+        // array by position, and blame a field named `[0]`.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::invalid_field("body", "must be a JSON object"));
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|error| {
             let path = error.path().to_string();
@@ -84,11 +89,13 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        serde_urlencoded::from_str(query).map(Self).map_err(|error| {
-            ApiError::BadRequest(ValidationErrors(vec![FieldError::new(
-                "query",
-                error.to_string(),
-            )]))
-        })
+        serde_urlencoded::from_str(query)
+            .map(Self)
+            .map_err(|error| {
+                ApiError::BadRequest(ValidationErrors(vec![FieldError::new(
+                    "query",
+                    error.to_string(),
+                )]))
+            })
     }
 }

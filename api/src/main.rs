@@ -6,7 +6,11 @@ use c360_api::config::{DatabaseArgs, LogFormat, ServeConfig};
 use c360_api::{openapi, server, telemetry, RunningServer};
 
 #[derive(Parser)]
-#[command(name = "c360", version, about = "Customer-360 identity resolution service")]
+#[command(
+    name = "c360",
+    version,
+    about = "Customer-360 identity resolution service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

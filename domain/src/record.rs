@@ -127,14 +127,26 @@ impl Profile {
     /// canonical at this layer: lower-cased email, E.164 phone).
     pub fn identifiers(&self) -> Vec<(IdentifierKind, &str)> {
         let mut out: Vec<(IdentifierKind, &str)> = Vec::new();
-        out.extend(self.emails.iter().map(|e| (IdentifierKind::Email, e.as_str())));
-        out.extend(self.phones.iter().map(|p| (IdentifierKind::Phone, p.as_str())));
+        out.extend(
+            self.emails
+                .iter()
+                .map(|e| (IdentifierKind::Email, e.as_str())),
+        );
+        out.extend(
+            self.phones
+                .iter()
+                .map(|p| (IdentifierKind::Phone, p.as_str())),
+        );
         let opaque = [
             (IdentifierKind::LoyaltyId, &self.loyalty_id),
             (IdentifierKind::DeviceId, &self.device_id),
             (IdentifierKind::CookieId, &self.cookie_id),
         ];
-        out.extend(opaque.into_iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, v.as_str()))));
+        out.extend(
+            opaque
+                .into_iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.as_str()))),
+        );
         out
     }
 
@@ -169,7 +181,11 @@ impl Profile {
 
         let mut emails: Vec<Email> = Vec::new();
         let email_inputs = input.email.iter().map(|e| ("email".to_owned(), e)).chain(
-            input.emails.iter().enumerate().map(|(i, e)| (format!("emails[{i}]"), e)),
+            input
+                .emails
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (format!("emails[{i}]"), e)),
         );
         for (field, raw) in email_inputs {
             if raw.trim().is_empty() {
@@ -184,7 +200,11 @@ impl Profile {
 
         let mut phones: Vec<Phone> = Vec::new();
         let phone_inputs = input.phone.iter().map(|p| ("phone".to_owned(), p)).chain(
-            input.phones.iter().enumerate().map(|(i, p)| (format!("phones[{i}]"), p)),
+            input
+                .phones
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("phones[{i}]"), p)),
         );
         for (field, raw) in phone_inputs {
             if raw.trim().is_empty() {
@@ -210,7 +230,13 @@ impl Profile {
                 given(&input.postal_code),
             ],
             country.clone(),
-            ["address_line1", "address_line2", "city", "state", "postal_code"],
+            [
+                "address_line1",
+                "address_line2",
+                "city",
+                "state",
+                "postal_code",
+            ],
         );
         match flat {
             Ok(Some(address)) => addresses.push(address),
@@ -328,7 +354,10 @@ mod tests {
         assert_eq!(p.phones[0].as_str(), "+15551234567");
         assert_eq!(p.date_of_birth.unwrap().to_string(), "1984-07-12");
         assert_eq!(p.addresses.len(), 1);
-        assert_eq!(p.updated_at.unwrap().to_rfc3339(), "2026-11-01T08:00:00+00:00");
+        assert_eq!(
+            p.updated_at.unwrap().to_rfc3339(),
+            "2026-11-01T08:00:00+00:00"
+        );
     }
 
     #[test]
@@ -341,7 +370,15 @@ mod tests {
         let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["source", "source_id", "email", "phones[0]", "date_of_birth", "addresses[0].postal_code", "updated_at"]
+            [
+                "source",
+                "source_id",
+                "email",
+                "phones[0]",
+                "date_of_birth",
+                "addresses[0].postal_code",
+                "updated_at"
+            ]
         );
     }
 
@@ -355,7 +392,10 @@ mod tests {
         assert_eq!(back, p);
         assert_eq!(
             p.identifiers(),
-            vec![(IdentifierKind::Phone, "+442079460958"), (IdentifierKind::DeviceId, "dev-1")]
+            vec![
+                (IdentifierKind::Phone, "+442079460958"),
+                (IdentifierKind::DeviceId, "dev-1")
+            ]
         );
     }
 }

@@ -29,7 +29,10 @@ fn trimmed_text<'a>(raw: &'a str, field: &str, max: usize) -> Result<&'a str, Fi
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "must not contain control characters"));
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(value)
 }
@@ -54,15 +57,22 @@ impl Email {
 
     pub fn parse_field(raw: &str, field: &str) -> Result<Self, FieldError> {
         let value = trimmed_text(raw, field, MAX_EMAIL_LEN)?;
-        let invalid = |why: &str| FieldError::new(field, format!("not a valid email address: {why}"));
+        let invalid =
+            |why: &str| FieldError::new(field, format!("not a valid email address: {why}"));
         if value.chars().any(char::is_whitespace) {
             return Err(invalid("contains white space"));
         }
-        let (local, domain) = value.rsplit_once('@').ok_or_else(|| invalid("missing '@'"))?;
+        let (local, domain) = value
+            .rsplit_once('@')
+            .ok_or_else(|| invalid("missing '@'"))?;
         if local.is_empty() || local.len() > 64 {
             return Err(invalid("the part before '@' must have 1 to 64 characters"));
         }
-        if local.contains('@') || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        if local.contains('@')
+            || local.starts_with('.')
+            || local.ends_with('.')
+            || local.contains("..")
+        {
             return Err(invalid("malformed part before '@'"));
         }
         let labels: Vec<&str> = domain.split('.').collect();
@@ -113,7 +123,7 @@ impl Phone {
     pub fn parse_in(raw: &str, field: &str, region: Option<&str>) -> Result<Self, FieldError> {
         let value = trimmed_text(raw, field, MAX_PHONE_LEN)?;
         let digits = value.chars().filter(char::is_ascii_digit).count();
-        if digits < 7 || digits > 15 {
+        if !(7..=15).contains(&digits) {
             return Err(FieldError::new(
                 field,
                 "not a valid phone number: needs 7 to 15 digits",
@@ -131,9 +141,8 @@ impl Phone {
         let region = region
             .and_then(|r| r.parse::<phonenumber::country::Id>().ok())
             .unwrap_or(phonenumber::country::Id::US);
-        let number = phonenumber::parse(Some(region), value).map_err(|e| {
-            FieldError::new(field, format!("not a valid phone number: {e}"))
-        })?;
+        let number = phonenumber::parse(Some(region), value)
+            .map_err(|e| FieldError::new(field, format!("not a valid phone number: {e}")))?;
         let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
         Ok(Self(e164))
     }
@@ -179,7 +188,10 @@ impl PersonName {
             return Err(FieldError::new(field, "must contain at least one letter"));
         }
         if value.contains('@') {
-            return Err(FieldError::new(field, "looks like an email address, not a name"));
+            return Err(FieldError::new(
+                field,
+                "looks like an email address, not a name",
+            ));
         }
         Ok(Self(collapse_spaces(value)))
     }
@@ -217,7 +229,9 @@ impl OpaqueId {
 string_newtype_conversions!(OpaqueId);
 
 /// A date of birth: a real calendar date, not in the future, not before 1880.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 #[schema(value_type = String, format = Date, example = "1984-07-12")]
 pub struct BirthDate(NaiveDate);
@@ -232,7 +246,9 @@ impl BirthDate {
     pub fn parse_field(raw: &str, field: &str) -> Result<Self, FieldError> {
         let value = trimmed_text(raw, field, 32)?;
         const FORMATS: [&str; 5] = ["%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%m/%d/%Y", "%d.%m.%Y"];
-        let shape_ok = value.chars().all(|c| c.is_ascii_digit() || "-/.".contains(c));
+        let shape_ok = value
+            .chars()
+            .all(|c| c.is_ascii_digit() || "-/.".contains(c));
         let date = shape_ok
             .then(|| {
                 FORMATS
@@ -247,10 +263,16 @@ impl BirthDate {
                 )
             })?;
         if date.year() < 1880 {
-            return Err(FieldError::new(field, "a date of birth before 1880 is not plausible"));
+            return Err(FieldError::new(
+                field,
+                "a date of birth before 1880 is not plausible",
+            ));
         }
         if date > Utc::now().date_naive() {
-            return Err(FieldError::new(field, "a date of birth cannot be in the future"));
+            return Err(FieldError::new(
+                field,
+                "a date of birth cannot be in the future",
+            ));
         }
         Ok(Self(date))
     }
@@ -287,7 +309,10 @@ pub struct Country(String);
 impl Country {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let value = trimmed_text(raw, "country", 56)?;
-        if !value.chars().all(|c| c.is_alphabetic() || c == ' ' || c == '.') {
+        if !value
+            .chars()
+            .all(|c| c.is_alphabetic() || c == ' ' || c == '.')
+        {
             return Err(FieldError::new(
                 "country",
                 "use an ISO 3166 code such as US, or a country name",
@@ -357,7 +382,10 @@ impl PostalAddress {
             }
         }
         if let Some(zip) = &texts[4] {
-            if !zip.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-') {
+            if !zip
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
+            {
                 errors.push(FieldError::new(
                     field_names[4],
                     "a postal code has only letters, digits, spaces and '-'",
@@ -368,7 +396,12 @@ impl PostalAddress {
             return Err(errors);
         }
         let [line1, line2, city, state, postal_code] = texts;
-        if line1.is_none() && line2.is_none() && city.is_none() && state.is_none() && postal_code.is_none() {
+        if line1.is_none()
+            && line2.is_none()
+            && city.is_none()
+            && state.is_none()
+            && postal_code.is_none()
+        {
             return Ok(None);
         }
         Ok(Some(Self {
@@ -388,8 +421,19 @@ mod tests {
 
     #[test]
     fn email_is_lowercased_and_checked() {
-        assert_eq!(Email::parse(" Bob@Example.COM ").unwrap().as_str(), "bob@example.com");
-        for bad in ["bob", "bob@", "@example.com", "bob@example", "bo b@example.com", "bob@exa_mple.com", "a..b@example.com"] {
+        assert_eq!(
+            Email::parse(" Bob@Example.COM ").unwrap().as_str(),
+            "bob@example.com"
+        );
+        for bad in [
+            "bob",
+            "bob@",
+            "@example.com",
+            "bob@example",
+            "bo b@example.com",
+            "bob@exa_mple.com",
+            "a..b@example.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} should be rejected");
         }
         let err = Email::parse("bob.example.com").unwrap_err();
@@ -399,11 +443,23 @@ mod tests {
 
     #[test]
     fn phone_formats_become_e164() {
-        for raw in ["(555) 123-4567", "555.123.4567", "+1 555 123 4567", "1-555-123-4567", "5551234567"] {
-            assert_eq!(Phone::parse_in(raw, "phone", None).unwrap().as_str(), "+15551234567", "{raw}");
+        for raw in [
+            "(555) 123-4567",
+            "555.123.4567",
+            "+1 555 123 4567",
+            "1-555-123-4567",
+            "5551234567",
+        ] {
+            assert_eq!(
+                Phone::parse_in(raw, "phone", None).unwrap().as_str(),
+                "+15551234567",
+                "{raw}"
+            );
         }
         assert_eq!(
-            Phone::parse_in("(02) 9876 5432", "phone", Some("AU")).unwrap().as_str(),
+            Phone::parse_in("(02) 9876 5432", "phone", Some("AU"))
+                .unwrap()
+                .as_str(),
             "+61298765432"
         );
         assert!(Phone::parse("12345").is_err());
@@ -413,7 +469,10 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_need_a_letter() {
-        assert_eq!(PersonName::parse("  Mary   Ann ").unwrap().as_str(), "Mary Ann");
+        assert_eq!(
+            PersonName::parse("  Mary   Ann ").unwrap().as_str(),
+            "Mary Ann"
+        );
         assert!(PersonName::parse("1234").is_err());
         assert!(PersonName::parse("").is_err());
         assert!(PersonName::parse(&"a".repeat(101)).is_err());
@@ -422,10 +481,23 @@ mod tests {
     #[test]
     fn birth_dates_accept_common_forms_and_reject_impossible_ones() {
         let expected = NaiveDate::from_ymd_opt(1984, 7, 12).unwrap();
-        for raw in ["1984-07-12", "19840712", "07/12/1984", "1984/07/12", "12.07.1984"] {
+        for raw in [
+            "1984-07-12",
+            "19840712",
+            "07/12/1984",
+            "1984/07/12",
+            "12.07.1984",
+        ] {
             assert_eq!(BirthDate::parse(raw).unwrap().date(), expected, "{raw}");
         }
-        for bad in ["1990-02-30", "2019-13-01", "12-07-84", "yesterday", "1850-01-01", "2999-01-01"] {
+        for bad in [
+            "1990-02-30",
+            "2019-13-01",
+            "12-07-84",
+            "yesterday",
+            "1850-01-01",
+            "2999-01-01",
+        ] {
             assert!(BirthDate::parse(bad).is_err(), "{bad} should be rejected");
         }
     }
@@ -440,11 +512,20 @@ mod tests {
     #[test]
     fn address_needs_one_part() {
         let names = ["line1", "line2", "city", "state", "postal_code"];
-        assert_eq!(PostalAddress::parse([None, Some(" "), None, None, None], None, names), Ok(None));
-        let a = PostalAddress::parse([Some("1 Main  St"), None, None, None, Some("62704")], None, names)
-            .unwrap()
-            .unwrap();
+        assert_eq!(
+            PostalAddress::parse([None, Some(" "), None, None, None], None, names),
+            Ok(None)
+        );
+        let a = PostalAddress::parse(
+            [Some("1 Main  St"), None, None, None, Some("62704")],
+            None,
+            names,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(a.line1.as_deref(), Some("1 Main St"));
-        assert!(PostalAddress::parse([None, None, None, None, Some("62704;")], None, names).is_err());
+        assert!(
+            PostalAddress::parse([None, None, None, None, Some("62704;")], None, names).is_err()
+        );
     }
 }

@@ -32,8 +32,14 @@ mod tests {
 
     #[test]
     fn splits_when_the_bridge_is_gone() {
-        assert_eq!(components(4, &[(0, 1), (1, 2)]), vec![vec![0, 1, 2], vec![3]]);
-        assert_eq!(components(4, &[(2, 3), (0, 1)]), vec![vec![0, 1], vec![2, 3]]);
+        assert_eq!(
+            components(4, &[(0, 1), (1, 2)]),
+            vec![vec![0, 1, 2], vec![3]]
+        );
+        assert_eq!(
+            components(4, &[(2, 3), (0, 1)]),
+            vec![vec![0, 1], vec![2, 3]]
+        );
         assert_eq!(components(3, &[]), vec![vec![0], vec![1], vec![2]]);
     }
 }

@@ -120,20 +120,34 @@ mod tests {
 
     #[test]
     fn links_on_a_shared_normalized_identifier() {
-        let probe = profile(serde_json::json!({"source": "web", "source_id": "1", "email": "Bob.Smith+shop@GMAIL.com"}));
-        let same = profile(serde_json::json!({"source": "crm", "source_id": "2", "email": "bobsmith@gmail.com"}));
-        let other = profile(serde_json::json!({"source": "crm", "source_id": "3", "email": "alice@gmail.com", "phone": "555 123 4567"}));
-        let by_phone = profile(serde_json::json!({"source": "pos", "source_id": "4", "phone": "+1 (555) 123-4567"}));
+        let probe = profile(
+            serde_json::json!({"source": "web", "source_id": "1", "email": "Bob.Smith+shop@GMAIL.com"}),
+        );
+        let same = profile(
+            serde_json::json!({"source": "crm", "source_id": "2", "email": "bobsmith@gmail.com"}),
+        );
+        let other = profile(
+            serde_json::json!({"source": "crm", "source_id": "3", "email": "alice@gmail.com", "phone": "555 123 4567"}),
+        );
+        let by_phone = profile(
+            serde_json::json!({"source": "pos", "source_id": "4", "phone": "+1 (555) 123-4567"}),
+        );
         let candidates: Vec<Candidate> = [same, other.clone(), by_phone]
             .into_iter()
-            .map(|p| Candidate { key: p.key(), profile: p })
+            .map(|p| Candidate {
+                key: p.key(),
+                profile: p,
+            })
             .collect();
         let links = Matcher::new().decide(&probe, &candidates);
         assert_eq!(links.len(), 1);
         assert_eq!(links[0].other.source_id.as_str(), "2");
         assert_eq!(
             links[0].evidence,
-            LinkEvidence::Rule { rule: "same_email".into(), identifiers: vec![IdentifierKind::Email] }
+            LinkEvidence::Rule {
+                rule: "same_email".into(),
+                identifiers: vec![IdentifierKind::Email]
+            }
         );
         let links = Matcher::new().decide(&other, &candidates);
         assert_eq!(links.len(), 1, "phone links 3 and 4, not 3 to itself");
@@ -142,7 +156,9 @@ mod tests {
 
     #[test]
     fn device_ids_are_indexed_but_do_not_block_yet() {
-        let p = profile(serde_json::json!({"source": "app", "source_id": "1", "device_id": "d-1", "email": "A@B.co"}));
+        let p = profile(
+            serde_json::json!({"source": "app", "source_id": "1", "device_id": "d-1", "email": "A@B.co"}),
+        );
         assert_eq!(blocking_keys(&p), vec!["email:a@b.co".to_owned()]);
         assert_eq!(identifier_keys(&p).len(), 2);
     }

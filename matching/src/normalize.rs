@@ -48,13 +48,22 @@ mod tests {
 
     #[test]
     fn gmail_ignores_dots_and_tags() {
-        assert_eq!(canonical_email("Bob.Smith+shop@GMAIL.com"), "bobsmith@gmail.com");
+        assert_eq!(
+            canonical_email("Bob.Smith+shop@GMAIL.com"),
+            "bobsmith@gmail.com"
+        );
         assert_eq!(canonical_email("b.o.b@googlemail.com"), "bob@gmail.com");
     }
 
     #[test]
     fn other_providers_keep_dots() {
-        assert_eq!(canonical_email("bob.smith+x@outlook.com"), "bob.smith@outlook.com");
-        assert_eq!(canonical_email("Bob.Smith+x@Example.com"), "bob.smith+x@example.com");
+        assert_eq!(
+            canonical_email("bob.smith+x@outlook.com"),
+            "bob.smith@outlook.com"
+        );
+        assert_eq!(
+            canonical_email("Bob.Smith+x@Example.com"),
+            "bob.smith+x@example.com"
+        );
     }
 }

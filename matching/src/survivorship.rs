@@ -49,13 +49,23 @@ mod tests {
     fn member(json: serde_json::Value, changed_secs: i64) -> MemberRecord {
         let record = Profile::parse(&serde_json::from_value::<RecordInput>(json).unwrap()).unwrap();
         let at = Utc.timestamp_opt(changed_secs, 0).unwrap();
-        MemberRecord { record, first_seen_at: at, last_changed_at: at }
+        MemberRecord {
+            record,
+            first_seen_at: at,
+            last_changed_at: at,
+        }
     }
 
     #[test]
     fn most_recent_non_empty_value_wins_per_field() {
-        let old = member(serde_json::json!({"source": "crm", "source_id": "1", "first_name": "Robert", "last_name": "Smith", "email": "old@example.com"}), 100);
-        let new = member(serde_json::json!({"source": "web", "source_id": "2", "first_name": "Bob", "email": "new@example.com"}), 200);
+        let old = member(
+            serde_json::json!({"source": "crm", "source_id": "1", "first_name": "Robert", "last_name": "Smith", "email": "old@example.com"}),
+            100,
+        );
+        let new = member(
+            serde_json::json!({"source": "web", "source_id": "2", "first_name": "Bob", "email": "new@example.com"}),
+            200,
+        );
         for members in [vec![old.clone(), new.clone()], vec![new, old]] {
             let g = golden_record(&members);
             assert_eq!(g.first_name.as_ref().unwrap().value, "Bob");

@@ -23,7 +23,10 @@ impl StoreError {
         let Self::Database(sqlx::Error::Database(db)) = self else {
             return false;
         };
-        matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "6" | "517"))
+        matches!(
+            db.code().as_deref(),
+            Some("40001" | "40P01" | "5" | "6" | "517")
+        )
     }
 }
 

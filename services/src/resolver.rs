@@ -162,7 +162,10 @@ impl Resolver {
         let now = now_millis();
 
         let result = match existing {
-            None => self.insert_new(&mut write, profile, &decisions, now).await?,
+            None => {
+                self.insert_new(&mut write, profile, &decisions, now)
+                    .await?
+            }
             Some(stored) => {
                 self.update_existing(&mut write, profile, stored, &decisions, now)
                     .await?
@@ -266,7 +269,9 @@ impl Resolver {
 
     async fn try_delete(&self, key: &RecordKey) -> Result<(), ServiceError> {
         let mut write = self.db.begin_write().await?;
-        self.db.lock_keys(&mut write, &[record_lock_key(key)]).await?;
+        self.db
+            .lock_keys(&mut write, &[record_lock_key(key)])
+            .await?;
         let stored = load_record(&mut write.tx, key)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("record {key}")))?;
@@ -299,8 +304,10 @@ impl Resolver {
     ) -> Result<BTreeSet<CustomerId>, ServiceError> {
         let mut locked: BTreeSet<CustomerId> = BTreeSet::new();
         loop {
-            let mut wanted: BTreeSet<CustomerId> =
-                customers_of(&mut write.tx, records).await?.into_iter().collect();
+            let mut wanted: BTreeSet<CustomerId> = customers_of(&mut write.tx, records)
+                .await?
+                .into_iter()
+                .collect();
             wanted.extend(extra.iter().cloned());
             let missing: Vec<CustomerId> = wanted.difference(&locked).cloned().collect();
             if missing.is_empty() {
@@ -373,7 +380,10 @@ impl Resolver {
                 insert_links(
                     &mut write.tx,
                     &ka,
-                    &[LinkDecision { other: kb, evidence }],
+                    &[LinkDecision {
+                        other: kb,
+                        evidence,
+                    }],
                     now,
                 )
                 .await?;
@@ -422,7 +432,10 @@ impl Resolver {
         // records, or gone with their last record.
         let mut absorbed = Vec::new();
         for id in affected.iter().filter(|id| !taken.contains(*id)) {
-            match former_members.get(id).and_then(|targets| most_common(targets)) {
+            match former_members
+                .get(id)
+                .and_then(|targets| most_common(targets))
+            {
                 Some(target) => {
                     absorb(&mut write.tx, std::slice::from_ref(id), &target, now).await?;
                     absorbed.push(id.clone());
@@ -477,7 +490,10 @@ impl Resolver {
                     continue;
                 };
                 let j = others[pos];
-                let pair = (component_of[i].min(component_of[j]), component_of[i].max(component_of[j]));
+                let pair = (
+                    component_of[i].min(component_of[j]),
+                    component_of[i].max(component_of[j]),
+                );
                 if joined.insert(pair) {
                     found.push((i, j, decision.evidence));
                 }
@@ -514,7 +530,9 @@ impl Resolver {
             Some(target) => (parse_customer_id(&target)?, Some(id.clone())),
             None => (id.clone(), None),
         };
-        let mut view = load_view(&mut conn, &current).await?.ok_or_else(not_found)?;
+        let mut view = load_view(&mut conn, &current)
+            .await?
+            .ok_or_else(not_found)?;
         view.resolved_from = resolved_from;
         Ok(view)
     }
@@ -627,7 +645,8 @@ async fn load_record(
     conn: &mut AnyConnection,
     key: &RecordKey,
 ) -> Result<Option<StoredRecord>, StoreError> {
-    let sql = format!("SELECT {RECORD_COLUMNS} FROM records r WHERE r.source = $1 AND r.source_id = $2");
+    let sql =
+        format!("SELECT {RECORD_COLUMNS} FROM records r WHERE r.source = $1 AND r.source_id = $2");
     let row = sqlx::query(&sql)
         .bind(key.source.as_str())
         .bind(key.source_id.as_str())
@@ -650,7 +669,10 @@ async fn load_candidates(
          WHERE k.key = $1 ORDER BY r.last_changed_at DESC LIMIT {CANDIDATES_PER_KEY}"
     );
     for key in keys {
-        let rows = sqlx::query(&sql).bind(key.as_str()).fetch_all(&mut *conn).await?;
+        let rows = sqlx::query(&sql)
+            .bind(key.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
         if rows.len() as i64 == CANDIDATES_PER_KEY {
             tracing::warn!(
                 key_kind = key.split(':').next().unwrap_or(""),

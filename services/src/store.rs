@@ -164,7 +164,10 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let path = rest.split('?').next().unwrap_or(rest);
     if path != ":memory:" && !path.is_empty() {
-        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(parent) = Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(parent)?;
         }
     }
@@ -199,8 +202,14 @@ mod tests {
 
     #[test]
     fn engine_comes_from_the_url_scheme() {
-        assert_eq!(Engine::from_url("sqlite://data/c360.db").unwrap(), Engine::Sqlite);
-        assert_eq!(Engine::from_url("postgres://u@h/db").unwrap(), Engine::Postgres);
+        assert_eq!(
+            Engine::from_url("sqlite://data/c360.db").unwrap(),
+            Engine::Sqlite
+        );
+        assert_eq!(
+            Engine::from_url("postgres://u@h/db").unwrap(),
+            Engine::Postgres
+        );
         assert!(Engine::from_url("mysql://h/db").is_err());
     }
 
@@ -216,6 +225,8 @@ mod tests {
         let url = format!("sqlite://{}/x.db", dir.display());
         assert!(prepare_sqlite_url(&url).unwrap().ends_with("x.db?mode=rwc"));
         assert!(dir.exists());
-        assert!(prepare_sqlite_url("sqlite::memory:?mode=memory").unwrap().ends_with("mode=memory"));
+        assert!(prepare_sqlite_url("sqlite::memory:?mode=memory")
+            .unwrap()
+            .ends_with("mode=memory"));
     }
 }

@@ -86,10 +86,12 @@ pub async fn find_customers(
     .filter_map(|(kind, value)| value.map(|v| (kind, v)))
     .collect();
     let [(kind, value)] = given.as_slice() else {
-        return Err(ApiError::BadRequest(ValidationErrors(vec![FieldError::new(
-            "query",
-            "give exactly one of email, phone, loyalty_id, device_id, cookie_id",
-        )])));
+        return Err(ApiError::BadRequest(ValidationErrors(vec![
+            FieldError::new(
+                "query",
+                "give exactly one of email, phone, loyalty_id, device_id, cookie_id",
+            ),
+        ])));
     };
     let customers = state.resolver.find_customers(*kind, value).await?;
     Ok(Json(CustomerList { customers }))

@@ -30,15 +30,10 @@ pub async fn healthz() -> Json<Health> {
         (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    state
-        .resolver
-        .database()
-        .ping()
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "readiness check failed");
-            ApiError::Unavailable
-        })?;
+    state.resolver.database().ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness check failed");
+        ApiError::Unavailable
+    })?;
     Ok(Json(Health { status: "ready" }))
 }
 

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use c360_domain::{
-    IngestOutcome, IngestResult, Profile, RecordInput, RecordKey, RecordView, SourceId,
-    SourceName, ValidationErrors,
+    IngestOutcome, IngestResult, Profile, RecordInput, RecordKey, RecordView, SourceId, SourceName,
+    ValidationErrors,
 };
 
 use crate::app::AppState;
