@@ -10,6 +10,8 @@
 //! [`graph`] turns links into customers (connected components) when a customer must be
 //! recomputed, e.g. after a record is deleted.
 
+pub mod compare;
+pub mod features;
 pub mod graph;
 pub mod normalize;
 pub mod survivorship;

@@ -1,5 +1,8 @@
 //! Canonical forms used to compare and look up values.
 
+pub mod address;
+pub mod name;
+
 use c360_domain::IdentifierKind;
 
 /// Mail providers that ignore dots in the local part and deliver `name+tag` to `name`.

@@ -1,0 +1,379 @@
+//! Field-by-field comparison of two records: each field pair becomes a comparison *level*
+//! (exact, close, phonetic, different, missing...), using Jaro-Winkler and Damerau-Levenshtein
+//! from `strsim`, phonetic codes and the nickname table.
+
+use serde::{Deserialize, Serialize};
+use strsim::{damerau_levenshtein, jaro_winkler};
+
+use crate::features::{AddressFeature, Features, NameFeature};
+use crate::normalize::name::Nicknames;
+
+/// The fields compared. Every field's level 0 is `missing` (one side has no value; it weighs
+/// nothing) and its last level is `different`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    FirstName,
+    LastName,
+    DateOfBirth,
+    Email,
+    Phone,
+    HouseNumber,
+    Street,
+    Unit,
+    City,
+    PostalCode,
+    Region,
+    LoyaltyId,
+}
+
+pub const FIELD_COUNT: usize = 12;
+
+impl Field {
+    pub const ALL: [Field; FIELD_COUNT] = [
+        Field::FirstName,
+        Field::LastName,
+        Field::DateOfBirth,
+        Field::Email,
+        Field::Phone,
+        Field::HouseNumber,
+        Field::Street,
+        Field::Unit,
+        Field::City,
+        Field::PostalCode,
+        Field::Region,
+        Field::LoyaltyId,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The level names, best first after `missing`.
+    pub fn levels(self) -> &'static [&'static str] {
+        match self {
+            Field::FirstName => &["missing", "exact", "nickname", "close", "fuzzy", "different"],
+            Field::LastName | Field::Street => &["missing", "exact", "close", "fuzzy", "different"],
+            Field::Email => &["missing", "exact", "same_user", "different"],
+            Field::Region | Field::LoyaltyId => &["missing", "exact", "different"],
+            _ => &["missing", "exact", "close", "different"],
+        }
+    }
+
+    pub fn level_name(self, level: u8) -> &'static str {
+        self.levels().get(level as usize).copied().unwrap_or("?")
+    }
+
+    pub fn level_index(self, name: &str) -> Option<u8> {
+        self.levels().iter().position(|l| *l == name).map(|i| i as u8)
+    }
+
+    pub fn different(self) -> u8 {
+        (self.levels().len() - 1) as u8
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::FirstName => "first_name",
+            Field::LastName => "last_name",
+            Field::DateOfBirth => "date_of_birth",
+            Field::Email => "email",
+            Field::Phone => "phone",
+            Field::HouseNumber => "house_number",
+            Field::Street => "street",
+            Field::Unit => "unit",
+            Field::City => "city",
+            Field::PostalCode => "postal_code",
+            Field::Region => "region",
+            Field::LoyaltyId => "loyalty_id",
+        }
+    }
+}
+
+pub const MISSING: u8 = 0;
+pub const EXACT: u8 = 1;
+
+/// The levels of one record pair, indexed by [`Field::index`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Comparison {
+    pub levels: [u8; FIELD_COUNT],
+    /// First and last names were found swapped between the two records.
+    pub names_swapped: bool,
+}
+
+impl Comparison {
+    pub fn level(&self, field: Field) -> u8 {
+        self.levels[field.index()]
+    }
+}
+
+/// Level of two optional values compared by `f`, or `missing`.
+fn both<T: ?Sized, U: ?Sized>(a: Option<&T>, b: Option<&U>, f: impl FnOnce(&T, &U) -> u8) -> u8 {
+    match (a, b) {
+        (Some(a), Some(b)) => f(a, b),
+        _ => MISSING,
+    }
+}
+
+/// The best level over every pair of values of a multi-valued field.
+fn best_of(a: &[String], b: &[String], f: impl Fn(&str, &str) -> u8) -> u8 {
+    let mut best = MISSING;
+    for x in a {
+        for y in b {
+            let level = f(x, y);
+            if best == MISSING || level < best {
+                best = level;
+            }
+        }
+    }
+    best
+}
+
+/// Levels for a string field with `exact`, `close` (Jaro-Winkler >= `close`) and optionally
+/// `fuzzy` (Jaro-Winkler >= `fuzzy` or phonetic codes equal) before `different`.
+fn graded(a: &str, b: &str, close: f64, fuzzy: Option<f64>, phonetic_equal: bool) -> u8 {
+    if a == b {
+        return EXACT;
+    }
+    let similarity = jaro_winkler(a, b);
+    if similarity >= close {
+        return 2;
+    }
+    match fuzzy {
+        Some(threshold) if similarity >= threshold || phonetic_equal => 3,
+        Some(_) => 4,
+        None => 3,
+    }
+}
+
+fn first_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
+    if a.text == b.text {
+        return EXACT;
+    }
+    let nicknames = Nicknames::shipped();
+    let (fa, fb) = (
+        a.text.split(' ').next().unwrap_or(""),
+        b.text.split(' ').next().unwrap_or(""),
+    );
+    if fa == fb || a.canonical == b.canonical || nicknames.related(fa, fb) {
+        return 2;
+    }
+    let similarity = jaro_winkler(&a.text, &b.text);
+    if similarity >= 0.9 {
+        return 3;
+    }
+    // An initial matches a name that starts with it.
+    let initial = |x: &str, y: &str| x.len() == 1 && y.starts_with(x);
+    if similarity >= 0.8 || (!a.phonetic.is_empty() && a.phonetic == b.phonetic) || initial(fa, fb) || initial(fb, fa) {
+        return 4;
+    }
+    5
+}
+
+fn last_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
+    // Hyphenated or double surnames: one part equal to the other name is a close match.
+    let part_of = |x: &str, y: &str| y.split(' ').any(|p| p == x);
+    if a.text != b.text && (part_of(&a.text, &b.text) || part_of(&b.text, &a.text)) {
+        return 2;
+    }
+    graded(&a.text, &b.text, 0.92, Some(0.8), !a.phonetic.is_empty() && a.phonetic == b.phonetic)
+}
+
+/// `exact`, `close` (one typo: an edit, a transposition, or day and month swapped),
+/// `different`.
+fn date_level(a: &chrono::NaiveDate, b: &chrono::NaiveDate) -> u8 {
+    use chrono::Datelike;
+    if a == b {
+        return EXACT;
+    }
+    let text = |d: &chrono::NaiveDate| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day());
+    let swapped = a.year() == b.year() && a.month() == b.day() && a.day() == b.month();
+    if swapped || damerau_levenshtein(&text(a), &text(b)) <= 1 {
+        return 2;
+    }
+    3
+}
+
+fn typo_level(a: &str, b: &str) -> u8 {
+    if a == b {
+        EXACT
+    } else if damerau_levenshtein(a, b) <= 1 {
+        2
+    } else {
+        3
+    }
+}
+
+fn email_level(a: &str, b: &str) -> u8 {
+    if a == b {
+        return EXACT;
+    }
+    let user = |e: &str| e.rsplit_once('@').map_or("", |(u, _)| u).to_owned();
+    if user(a) == user(b) && user(a).len() >= 4 {
+        2
+    } else {
+        3
+    }
+}
+
+/// `close` for a one-digit typo, or the same subscriber number under another area code.
+fn phone_level(a: &str, b: &str) -> u8 {
+    if a == b {
+        return EXACT;
+    }
+    let tail = |p: &str| p.chars().rev().take(7).collect::<String>();
+    if damerau_levenshtein(a, b) <= 1 || (a.len() >= 10 && tail(a) == tail(b)) {
+        2
+    } else {
+        3
+    }
+}
+
+fn exact_or_different(a: &str, b: &str) -> u8 {
+    if a == b {
+        EXACT
+    } else {
+        2
+    }
+}
+
+fn address_levels(a: &AddressFeature, b: &AddressFeature) -> [u8; 6] {
+    fn s(x: &Option<String>) -> Option<&str> {
+        x.as_deref()
+    }
+    [
+        both(s(&a.house_number), s(&b.house_number), typo_level),
+        both(s(&a.street), s(&b.street), |x, y| graded(x, y, 0.92, Some(0.8), false)),
+        both(s(&a.unit), s(&b.unit), |x, y| graded(x, y, 0.85, None, false)),
+        both(s(&a.city), s(&b.city), |x, y| graded(x, y, 0.88, None, false)),
+        both(s(&a.postal_code), s(&b.postal_code), typo_level),
+        both(s(&a.region), s(&b.region), exact_or_different),
+    ]
+}
+
+/// How close two levels are to a full agreement, for picking the best pair of addresses.
+fn agreement(levels: &[u8]) -> usize {
+    levels.iter().filter(|&&l| l == EXACT).count() * 2
+        + levels.iter().filter(|&&l| l > EXACT).count()
+}
+
+/// Compares two records field by field.
+pub fn compare(a: &Features, b: &Features) -> Comparison {
+    let mut levels = [MISSING; FIELD_COUNT];
+    let mut names_swapped = false;
+
+    levels[Field::FirstName.index()] = both(a.first.as_ref(), b.first.as_ref(), first_name_level);
+    levels[Field::LastName.index()] = both(a.last.as_ref(), b.last.as_ref(), last_name_level);
+    if let (Some(af), Some(al), Some(bf), Some(bl)) = (&a.first, &a.last, &b.first, &b.last) {
+        let first = levels[Field::FirstName.index()];
+        let same = |x: &NameFeature, y: &NameFeature| x.text == y.text || jaro_winkler(&x.text, &y.text) >= 0.92;
+        if first != EXACT && same(af, bl) && same(al, bf) {
+            names_swapped = true;
+            levels[Field::FirstName.index()] = 3;
+            levels[Field::LastName.index()] = 2;
+        }
+    }
+    levels[Field::DateOfBirth.index()] = both(a.dob.as_ref(), b.dob.as_ref(), date_level);
+    levels[Field::Email.index()] = best_of(&a.emails, &b.emails, email_level);
+    levels[Field::Phone.index()] = best_of(&a.phones, &b.phones, phone_level);
+    levels[Field::LoyaltyId.index()] =
+        both(a.loyalty_id.as_deref(), b.loyalty_id.as_deref(), exact_or_different);
+
+    let mut best: Option<[u8; 6]> = None;
+    for x in &a.addresses {
+        for y in &b.addresses {
+            let candidate = address_levels(x, y);
+            if best.is_none_or(|b| agreement(&candidate) > agreement(&b)) {
+                best = Some(candidate);
+            }
+        }
+    }
+    if let Some(address) = best {
+        let fields = [
+            Field::HouseNumber,
+            Field::Street,
+            Field::Unit,
+            Field::City,
+            Field::PostalCode,
+            Field::Region,
+        ];
+        for (field, level) in fields.into_iter().zip(address) {
+            levels[field.index()] = level;
+        }
+    }
+    Comparison {
+        levels,
+        names_swapped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use c360_domain::{Profile, RecordInput};
+
+    fn features(json: serde_json::Value) -> Features {
+        let mut json = json;
+        json["source"] = "t".into();
+        json["source_id"] = "1".into();
+        Features::of(&Profile::parse(&serde_json::from_value::<RecordInput>(json).unwrap()).unwrap())
+    }
+
+    fn level_names(a: serde_json::Value, b: serde_json::Value) -> Vec<(&'static str, &'static str)> {
+        let c = compare(&features(a), &features(b));
+        Field::ALL
+            .into_iter()
+            .filter(|f| c.level(*f) != MISSING)
+            .map(|f| (f.name(), f.level_name(c.level(f))))
+            .collect()
+    }
+
+    #[test]
+    fn names_levels() {
+        use serde_json::json;
+        let pairs = [
+            (("Robert", "Smith"), ("Robert", "Smith"), ("exact", "exact")),
+            (("Bob", "Smith"), ("Robert", "Smyth"), ("nickname", "fuzzy")),
+            (("Katherine", "Jones"), ("Kathryn", "Jones"), ("nickname", "exact")),
+            (("Jonathon", "Jones"), ("Jonathan", "Jones"), ("close", "exact")),
+            (("Jon", "Johnson"), ("John", "Jonson"), ("nickname", "close")),
+            (("J", "Thompson"), ("John", "Tomsen"), ("fuzzy", "fuzzy")),
+            (("Alice", "Smith"), ("Maria", "Garcia"), ("different", "different")),
+            (("Maria", "Garcia Lopez"), ("Maria", "Garcia"), ("exact", "close")),
+        ];
+        for ((f1, l1), (f2, l2), (ef, el)) in pairs {
+            let levels = level_names(json!({"first_name": f1, "last_name": l1}), json!({"first_name": f2, "last_name": l2}));
+            assert_eq!(levels, vec![("first_name", ef), ("last_name", el)], "{f1} {l1} vs {f2} {l2}");
+        }
+    }
+
+    #[test]
+    fn swapped_names_are_detected() {
+        use serde_json::json;
+        let a = features(json!({"first_name": "Smith", "last_name": "John"}));
+        let b = features(json!({"first_name": "John", "last_name": "Smith"}));
+        let c = compare(&a, &b);
+        assert!(c.names_swapped);
+        assert_eq!(Field::FirstName.level_name(c.level(Field::FirstName)), "close");
+    }
+
+    #[test]
+    fn dates_phones_emails_addresses() {
+        use serde_json::json;
+        assert_eq!(level_names(json!({"date_of_birth": "1984-07-12"}), json!({"date_of_birth": "1984-12-07"})), vec![("date_of_birth", "close")]);
+        assert_eq!(level_names(json!({"date_of_birth": "1984-07-12"}), json!({"date_of_birth": "1984-07-13"})), vec![("date_of_birth", "close")]);
+        assert_eq!(level_names(json!({"date_of_birth": "1984-07-12"}), json!({"date_of_birth": "1991-03-30"})), vec![("date_of_birth", "different")]);
+        assert_eq!(level_names(json!({"phone": "555 123 4567"}), json!({"phone": "+1 (555) 123-4567"})), vec![("phone", "exact")]);
+        assert_eq!(level_names(json!({"phone": "555 123 4567"}), json!({"phone": "555 123 4568"})), vec![("phone", "close")]);
+        assert_eq!(level_names(json!({"email": "jdoe@gmail.com"}), json!({"email": "jdoe@yahoo.com"})), vec![("email", "same_user")]);
+        assert_eq!(level_names(json!({"email": "a.b@gmail.com", "emails": ["x@y.com"]}), json!({"email": "ab@gmail.com"})), vec![("email", "exact")]);
+        let levels = level_names(
+            json!({"address_line1": "12 North Main Street", "city": "Springfield", "postal_code": "62704"}),
+            json!({"address_line1": "12 N Main St Apt 2", "city": "Springfeld", "postal_code": "62705"}),
+        );
+        assert_eq!(levels, vec![("house_number", "exact"), ("street", "exact"), ("city", "close"), ("postal_code", "close")]);
+        assert_eq!(level_names(json!({"first_name": "Ann"}), json!({"last_name": "Lee"})), vec![]);
+    }
+}

@@ -1,0 +1,170 @@
+//! The comparable form of a record, computed once per record: every field normalized, with the
+//! phonetic and nickname codes that comparison and blocking use.
+
+use c360_domain::Profile;
+use chrono::{Datelike, NaiveDate};
+
+use crate::normalize::{self, address, name};
+
+/// A normalized name part.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameFeature {
+    /// Folded, honorifics and suffixes removed: `mary jane`.
+    pub text: String,
+    /// The nickname-group canonical of the first word (`bob` -> `robert`).
+    pub canonical: String,
+    /// Double Metaphone of the whole name.
+    pub phonetic: String,
+}
+
+impl NameFeature {
+    fn new(raw: &str, canonicalize: bool) -> Option<Self> {
+        let text = name::clean(raw);
+        if text.is_empty() {
+            return None;
+        }
+        let first_word = text.split(' ').next().unwrap_or(&text);
+        let canonical = if canonicalize {
+            name::Nicknames::shipped().canonical(first_word).to_owned()
+        } else {
+            first_word.to_owned()
+        };
+        let phonetic = name::phonetic(&text);
+        Some(Self {
+            text,
+            canonical,
+            phonetic,
+        })
+    }
+
+    pub fn initial(&self) -> char {
+        self.text.chars().next().unwrap_or('_')
+    }
+}
+
+/// A normalized postal address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressFeature {
+    pub house_number: Option<String>,
+    pub street: Option<String>,
+    /// The unit or second line: `apt 4b`, `villa 2`.
+    pub unit: Option<String>,
+    pub city: Option<String>,
+    pub region: Option<String>,
+    pub postal_code: Option<String>,
+}
+
+/// Everything the matcher compares, normalized.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    pub source: String,
+    pub first: Option<NameFeature>,
+    pub middle: Option<NameFeature>,
+    pub last: Option<NameFeature>,
+    pub dob: Option<NaiveDate>,
+    /// Canonical emails (provider rules applied).
+    pub emails: Vec<String>,
+    /// E.164 phones.
+    pub phones: Vec<String>,
+    pub addresses: Vec<AddressFeature>,
+    pub loyalty_id: Option<String>,
+    pub device_id: Option<String>,
+    pub cookie_id: Option<String>,
+}
+
+impl Features {
+    pub fn of(profile: &Profile) -> Self {
+        let addresses = profile
+            .addresses
+            .iter()
+            .map(|a| {
+                let line1 = a
+                    .line1
+                    .as_deref()
+                    .map(address::street_address)
+                    .unwrap_or_default();
+                let unit = line1
+                    .unit
+                    .clone()
+                    .or_else(|| a.line2.as_deref().and_then(address::unit_line));
+                AddressFeature {
+                    house_number: line1.house_number,
+                    street: line1.street,
+                    unit,
+                    city: a.city.as_deref().map(name::fold).filter(|c| !c.is_empty()),
+                    region: a.state.as_deref().and_then(address::region),
+                    postal_code: a.postal_code.as_deref().and_then(address::postal_code),
+                }
+            })
+            .collect();
+        Self {
+            source: profile.source.to_string(),
+            first: profile
+                .first_name
+                .as_ref()
+                .and_then(|n| NameFeature::new(n.as_str(), true)),
+            middle: profile
+                .middle_name
+                .as_ref()
+                .and_then(|n| NameFeature::new(n.as_str(), true)),
+            last: profile
+                .last_name
+                .as_ref()
+                .and_then(|n| NameFeature::new(n.as_str(), false)),
+            dob: profile.date_of_birth.map(|d| d.date()),
+            emails: profile
+                .emails
+                .iter()
+                .map(|e| normalize::canonical_email(e.as_str()))
+                .collect(),
+            phones: profile.phones.iter().map(|p| p.to_string()).collect(),
+            addresses,
+            loyalty_id: profile.loyalty_id.as_ref().map(|v| v.to_string()),
+            device_id: profile.device_id.as_ref().map(|v| v.to_string()),
+            cookie_id: profile.cookie_id.as_ref().map(|v| v.to_string()),
+        }
+    }
+
+    /// The first address, the one blocking keys use.
+    pub fn main_address(&self) -> Option<&AddressFeature> {
+        self.addresses.first()
+    }
+
+    pub fn dob_key(&self) -> Option<String> {
+        self.dob
+            .map(|d| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use c360_domain::RecordInput;
+
+    #[test]
+    fn features_normalize_every_field() {
+        let profile = Profile::parse(
+            &serde_json::from_value::<RecordInput>(serde_json::json!({
+                "source": "crm", "source_id": "1", "first_name": "Dr. Bob", "last_name": "O'Neil Jr",
+                "email": "B.O.B+x@gmail.com", "phone": "(555) 123-4567", "date_of_birth": "1984-07-12",
+                "address_line1": "12 North Main Street Apt 3", "city": "Springfield",
+                "state": "Illinois", "postal_code": "62704-1111"
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let f = Features::of(&profile);
+        let first = f.first.as_ref().unwrap();
+        assert_eq!((first.text.as_str(), first.canonical.as_str()), ("bob", "robert"));
+        assert_eq!(f.last.as_ref().unwrap().text, "oneil");
+        assert_eq!(f.emails, ["bob@gmail.com"]);
+        assert_eq!(f.phones, ["+15551234567"]);
+        assert_eq!(f.dob_key().unwrap(), "19840712");
+        let a = f.main_address().unwrap();
+        assert_eq!(a.house_number.as_deref(), Some("12"));
+        assert_eq!(a.street.as_deref(), Some("n main st"));
+        assert_eq!(a.unit.as_deref(), Some("apt 3"));
+        assert_eq!(a.region.as_deref(), Some("il"));
+        assert_eq!(a.postal_code.as_deref(), Some("62704"));
+    }
+}

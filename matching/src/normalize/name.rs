@@ -1,0 +1,197 @@
+//! Person names: Unicode folding, honorifics and suffixes, nickname groups, phonetic codes.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use rphonetic::{DoubleMetaphone, Encoder};
+use unicode_normalization::UnicodeNormalization;
+
+/// Lower-case ASCII letters, digits and single spaces: accents dropped (`José` -> `jose`),
+/// apostrophes joined (`O'Brien` -> `obrien`), other punctuation read as a space
+/// (`Mary-Jane` -> `mary jane`).
+pub fn fold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = true;
+    for c in text.nfkd() {
+        if unicode_normalization::char::is_combining_mark(c) || matches!(c, '\'' | '’' | '`') {
+            continue;
+        }
+        if c.is_alphanumeric() {
+            for lower in c.to_lowercase() {
+                if lower.is_ascii() {
+                    out.push(lower);
+                }
+            }
+            space = false;
+        } else if !space {
+            out.push(' ');
+            space = true;
+        }
+    }
+    if out.ends_with(' ') {
+        out.pop();
+    }
+    out
+}
+
+const HONORIFICS: [&str; 14] = [
+    "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "rev", "sir", "dame", "madam", "fr", "hon",
+    "capt",
+];
+const SUFFIXES: [&str; 12] = [
+    "jr", "sr", "ii", "iii", "iv", "v", "phd", "md", "esq", "dds", "cpa", "jnr",
+];
+
+/// A name part cleaned for comparison: folded, without honorifics (`Dr`, `Mrs`) and
+/// generational or professional suffixes (`Jr`, `III`, `PhD`). A name made only of such words
+/// is kept as folded.
+pub fn clean(text: &str) -> String {
+    let folded = fold(text);
+    let kept: Vec<&str> = folded
+        .split(' ')
+        .filter(|t| !HONORIFICS.contains(t) && !SUFFIXES.contains(t))
+        .collect();
+    if kept.is_empty() {
+        folded
+    } else {
+        kept.join(" ")
+    }
+}
+
+/// Nickname groups: each given name maps to the groups it belongs to (Chris is in Christopher's
+/// and in Christine's).
+pub struct Nicknames {
+    groups: Vec<String>,
+    by_name: HashMap<String, Vec<u32>>,
+}
+
+impl Nicknames {
+    /// The table shipped with c360 (`data/nicknames.txt`).
+    pub fn shipped() -> &'static Nicknames {
+        static TABLE: OnceLock<Nicknames> = OnceLock::new();
+        TABLE.get_or_init(|| Nicknames::parse(include_str!("../../data/nicknames.txt")))
+    }
+
+    /// Parses `canonical: nick, nick` lines; `#` starts a comment.
+    pub fn parse(text: &str) -> Self {
+        let mut table = Self {
+            groups: Vec::new(),
+            by_name: HashMap::new(),
+        };
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((canonical, nicks)) = line.split_once(':') else {
+                continue;
+            };
+            let canonical = fold(canonical);
+            let id = table.groups.len() as u32;
+            table.groups.push(canonical.clone());
+            for name in std::iter::once(canonical).chain(nicks.split(',').map(fold)) {
+                if name.is_empty() {
+                    continue;
+                }
+                let ids = table.by_name.entry(name).or_default();
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        table
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The formal name a given name stands for (`bob` -> `robert`); the name itself when it is
+    /// in no group. A name in several groups takes the first listed.
+    pub fn canonical<'a>(&'a self, name: &'a str) -> &'a str {
+        self.by_name
+            .get(name)
+            .and_then(|ids| ids.first())
+            .map_or(name, |&id| self.groups[id as usize].as_str())
+    }
+
+    /// Whether two (folded) given names can be the same person's: equal, or in one group.
+    pub fn related(&self, a: &str, b: &str) -> bool {
+        if a == b {
+            return true;
+        }
+        match (self.by_name.get(a), self.by_name.get(b)) {
+            (Some(x), Some(y)) => x.iter().any(|id| y.contains(id)),
+            _ => false,
+        }
+    }
+}
+
+/// The primary Double Metaphone code of a folded name, spaces removed (`mc carthy` and
+/// `mccarthy` code alike).
+pub fn phonetic(folded: &str) -> String {
+    static ENCODER: OnceLock<DoubleMetaphone> = OnceLock::new();
+    let joined: String = folded.chars().filter(|c| c.is_ascii_alphabetic()).collect();
+    if joined.is_empty() {
+        return String::new();
+    }
+    ENCODER
+        .get_or_init(|| DoubleMetaphone::new(Some(6)))
+        .encode(&joined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_handles_accents_case_and_punctuation() {
+        assert_eq!(fold("  José  "), "jose");
+        assert_eq!(fold("O'Brien"), "obrien");
+        assert_eq!(fold("Mary-Jane"), "mary jane");
+        assert_eq!(fold("ZOË"), "zoe");
+        assert_eq!(fold("Müller-Lüdenscheidt"), "muller ludenscheidt");
+        assert_eq!(fold("Nguyễn"), "nguyen");
+    }
+
+    #[test]
+    fn cleaning_drops_honorifics_and_suffixes() {
+        assert_eq!(clean("Dr. Martin Luther King Jr."), "martin luther king");
+        assert_eq!(clean("Mrs Smith"), "smith");
+        assert_eq!(clean("John Smith III"), "john smith");
+        assert_eq!(clean("Jr"), "jr", "a name that is only a suffix is kept");
+    }
+
+    #[test]
+    fn nickname_groups() {
+        let n = Nicknames::shipped();
+        assert!(n.group_count() >= 300, "{} groups", n.group_count());
+        for (nick, formal) in [
+            ("bob", "robert"),
+            ("bobby", "robert"),
+            ("liz", "elizabeth"),
+            ("betty", "elizabeth"),
+            ("bill", "william"),
+            ("kate", "katherine"),
+            ("peggy", "margaret"),
+            ("dick", "richard"),
+            ("jim", "james"),
+        ] {
+            assert!(n.related(nick, formal), "{nick} ~ {formal}");
+        }
+        assert!(n.related("katie", "kate"));
+        assert!(n.related("chris", "christine") && n.related("chris", "christopher"));
+        assert!(!n.related("robert", "william"));
+        assert!(!n.related("zorblax", "robert"));
+        assert_eq!(n.canonical("bob"), "robert");
+        assert_eq!(n.canonical("zorblax"), "zorblax");
+    }
+
+    #[test]
+    fn phonetic_codes_match_sound_alikes() {
+        assert_eq!(phonetic("smith"), phonetic("smyth"));
+        assert_eq!(phonetic("mc carthy"), phonetic("mccarthy"));
+        assert_eq!(phonetic("catherine"), phonetic("kathryn"));
+        assert_ne!(phonetic("smith"), phonetic("jones"));
+        assert_eq!(phonetic(""), "");
+    }
+}
