@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use c360_matching::Matcher;
+use c360_matching::Engine;
 use c360_services::{Database, Resolver};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -34,7 +34,7 @@ impl RunningServer {
             tracing::warn!("C360_API_KEYS is not set: the API is open to anyone who can reach it");
         }
         let state = AppState {
-            resolver: Resolver::new(db, Matcher::new()),
+            resolver: Resolver::new(db, Engine::shipped()),
             metrics: Metrics::new()?,
         };
         let app = router(state, &config);

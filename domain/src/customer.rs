@@ -69,15 +69,38 @@ pub struct IdentifierEntry {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Enrichment {}
 
+/// How one field compared in a scored pair, and what it weighed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FieldEvidence {
+    #[schema(example = "first_name")]
+    pub field: String,
+    /// `exact`, `nickname`, `close`, `fuzzy`, `same_user`, `different`...
+    #[schema(example = "nickname")]
+    pub level: String,
+    /// Match weight in bits (log2 of m/u, term frequency included); positive is for a match.
+    pub weight: f64,
+}
+
 /// Why two records were linked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LinkEvidence {
-    /// A deterministic rule fired, e.g. `same_email`, on the named identifier kinds.
+    /// A deterministic rule fired, e.g. `same_email_compatible_first_name`.
     Rule {
-        #[schema(example = "same_email")]
+        #[schema(example = "same_email_compatible_first_name")]
         rule: String,
-        identifiers: Vec<IdentifierKind>,
+        /// The probabilistic score of the same pair, for reference.
+        probability: f64,
+        fields: Vec<FieldEvidence>,
+    },
+    /// The Fellegi-Sunter score was at or above the match threshold.
+    Score {
+        probability: f64,
+        /// Total match weight in bits, prior included.
+        weight: f64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        names_swapped: bool,
+        fields: Vec<FieldEvidence>,
     },
     /// A person decided by hand.
     Manual {

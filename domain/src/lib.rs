@@ -13,8 +13,8 @@ pub mod record;
 pub mod values;
 
 pub use customer::{
-    CustomerView, Enrichment, GoldenAddress, GoldenRecord, GoldenValue, IdentifierEntry,
-    LinkEvidence, MemberRecord, RecordView,
+    CustomerView, Enrichment, FieldEvidence, GoldenAddress, GoldenRecord, GoldenValue,
+    IdentifierEntry, LinkEvidence, MemberRecord, RecordView,
 };
 pub use error::{FieldError, ValidationErrors};
 pub use ids::{CustomerId, IdentifierKind, RecordKey, SourceId, SourceName};

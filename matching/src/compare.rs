@@ -11,7 +11,17 @@ use crate::normalize::name::Nicknames;
 /// The fields compared. Every field's level 0 is `missing` (one side has no value; it weighs
 /// nothing) and its last level is `different`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Field {
@@ -27,9 +37,11 @@ pub enum Field {
     PostalCode,
     Region,
     LoyaltyId,
+    DeviceId,
+    CookieId,
 }
 
-pub const FIELD_COUNT: usize = 12;
+pub const FIELD_COUNT: usize = 14;
 
 impl Field {
     pub const ALL: [Field; FIELD_COUNT] = [
@@ -45,6 +57,8 @@ impl Field {
         Field::PostalCode,
         Field::Region,
         Field::LoyaltyId,
+        Field::DeviceId,
+        Field::CookieId,
     ];
 
     pub fn index(self) -> usize {
@@ -54,10 +68,19 @@ impl Field {
     /// The level names, best first after `missing`.
     pub fn levels(self) -> &'static [&'static str] {
         match self {
-            Field::FirstName => &["missing", "exact", "nickname", "close", "fuzzy", "different"],
+            Field::FirstName => &[
+                "missing",
+                "exact",
+                "nickname",
+                "close",
+                "fuzzy",
+                "different",
+            ],
             Field::LastName | Field::Street => &["missing", "exact", "close", "fuzzy", "different"],
             Field::Email => &["missing", "exact", "same_user", "different"],
-            Field::Region | Field::LoyaltyId => &["missing", "exact", "different"],
+            Field::Region | Field::LoyaltyId | Field::DeviceId | Field::CookieId => {
+                &["missing", "exact", "different"]
+            }
             _ => &["missing", "exact", "close", "different"],
         }
     }
@@ -67,11 +90,18 @@ impl Field {
     }
 
     pub fn level_index(self, name: &str) -> Option<u8> {
-        self.levels().iter().position(|l| *l == name).map(|i| i as u8)
+        self.levels()
+            .iter()
+            .position(|l| *l == name)
+            .map(|i| i as u8)
     }
 
     pub fn different(self) -> u8 {
         (self.levels().len() - 1) as u8
+    }
+
+    pub fn from_name(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
     }
 
     pub fn name(self) -> &'static str {
@@ -88,6 +118,8 @@ impl Field {
             Field::PostalCode => "postal_code",
             Field::Region => "region",
             Field::LoyaltyId => "loyalty_id",
+            Field::DeviceId => "device_id",
+            Field::CookieId => "cookie_id",
         }
     }
 }
@@ -166,7 +198,11 @@ fn first_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
     }
     // An initial matches a name that starts with it.
     let initial = |x: &str, y: &str| x.len() == 1 && y.starts_with(x);
-    if similarity >= 0.8 || (!a.phonetic.is_empty() && a.phonetic == b.phonetic) || initial(fa, fb) || initial(fb, fa) {
+    if similarity >= 0.8
+        || (!a.phonetic.is_empty() && a.phonetic == b.phonetic)
+        || initial(fa, fb)
+        || initial(fb, fa)
+    {
         return 4;
     }
     5
@@ -178,7 +214,13 @@ fn last_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
     if a.text != b.text && (part_of(&a.text, &b.text) || part_of(&b.text, &a.text)) {
         return 2;
     }
-    graded(&a.text, &b.text, 0.92, Some(0.8), !a.phonetic.is_empty() && a.phonetic == b.phonetic)
+    graded(
+        &a.text,
+        &b.text,
+        0.92,
+        Some(0.8),
+        !a.phonetic.is_empty() && a.phonetic == b.phonetic,
+    )
 }
 
 /// `exact`, `close` (one typo: an edit, a transposition, or day and month swapped),
@@ -245,9 +287,15 @@ fn address_levels(a: &AddressFeature, b: &AddressFeature) -> [u8; 6] {
     }
     [
         both(s(&a.house_number), s(&b.house_number), typo_level),
-        both(s(&a.street), s(&b.street), |x, y| graded(x, y, 0.92, Some(0.8), false)),
-        both(s(&a.unit), s(&b.unit), |x, y| graded(x, y, 0.85, None, false)),
-        both(s(&a.city), s(&b.city), |x, y| graded(x, y, 0.88, None, false)),
+        both(s(&a.street), s(&b.street), |x, y| {
+            graded(x, y, 0.92, Some(0.8), false)
+        }),
+        both(s(&a.unit), s(&b.unit), |x, y| {
+            graded(x, y, 0.85, None, false)
+        }),
+        both(s(&a.city), s(&b.city), |x, y| {
+            graded(x, y, 0.88, None, false)
+        }),
         both(s(&a.postal_code), s(&b.postal_code), typo_level),
         both(s(&a.region), s(&b.region), exact_or_different),
     ]
@@ -268,7 +316,9 @@ pub fn compare(a: &Features, b: &Features) -> Comparison {
     levels[Field::LastName.index()] = both(a.last.as_ref(), b.last.as_ref(), last_name_level);
     if let (Some(af), Some(al), Some(bf), Some(bl)) = (&a.first, &a.last, &b.first, &b.last) {
         let first = levels[Field::FirstName.index()];
-        let same = |x: &NameFeature, y: &NameFeature| x.text == y.text || jaro_winkler(&x.text, &y.text) >= 0.92;
+        let same = |x: &NameFeature, y: &NameFeature| {
+            x.text == y.text || jaro_winkler(&x.text, &y.text) >= 0.92
+        };
         if first != EXACT && same(af, bl) && same(al, bf) {
             names_swapped = true;
             levels[Field::FirstName.index()] = 3;
@@ -278,8 +328,21 @@ pub fn compare(a: &Features, b: &Features) -> Comparison {
     levels[Field::DateOfBirth.index()] = both(a.dob.as_ref(), b.dob.as_ref(), date_level);
     levels[Field::Email.index()] = best_of(&a.emails, &b.emails, email_level);
     levels[Field::Phone.index()] = best_of(&a.phones, &b.phones, phone_level);
-    levels[Field::LoyaltyId.index()] =
-        both(a.loyalty_id.as_deref(), b.loyalty_id.as_deref(), exact_or_different);
+    levels[Field::LoyaltyId.index()] = both(
+        a.loyalty_id.as_deref(),
+        b.loyalty_id.as_deref(),
+        exact_or_different,
+    );
+    levels[Field::DeviceId.index()] = both(
+        a.device_id.as_deref(),
+        b.device_id.as_deref(),
+        exact_or_different,
+    );
+    levels[Field::CookieId.index()] = both(
+        a.cookie_id.as_deref(),
+        b.cookie_id.as_deref(),
+        exact_or_different,
+    );
 
     let mut best: Option<[u8; 6]> = None;
     for x in &a.addresses {
@@ -318,10 +381,15 @@ mod tests {
         let mut json = json;
         json["source"] = "t".into();
         json["source_id"] = "1".into();
-        Features::of(&Profile::parse(&serde_json::from_value::<RecordInput>(json).unwrap()).unwrap())
+        Features::of(
+            &Profile::parse(&serde_json::from_value::<RecordInput>(json).unwrap()).unwrap(),
+        )
     }
 
-    fn level_names(a: serde_json::Value, b: serde_json::Value) -> Vec<(&'static str, &'static str)> {
+    fn level_names(
+        a: serde_json::Value,
+        b: serde_json::Value,
+    ) -> Vec<(&'static str, &'static str)> {
         let c = compare(&features(a), &features(b));
         Field::ALL
             .into_iter()
@@ -336,16 +404,43 @@ mod tests {
         let pairs = [
             (("Robert", "Smith"), ("Robert", "Smith"), ("exact", "exact")),
             (("Bob", "Smith"), ("Robert", "Smyth"), ("nickname", "fuzzy")),
-            (("Katherine", "Jones"), ("Kathryn", "Jones"), ("nickname", "exact")),
-            (("Jonathon", "Jones"), ("Jonathan", "Jones"), ("close", "exact")),
-            (("Jon", "Johnson"), ("John", "Jonson"), ("nickname", "close")),
+            (
+                ("Katherine", "Jones"),
+                ("Kathryn", "Jones"),
+                ("nickname", "exact"),
+            ),
+            (
+                ("Jonathon", "Jones"),
+                ("Jonathan", "Jones"),
+                ("close", "exact"),
+            ),
+            (
+                ("Jon", "Johnson"),
+                ("John", "Jonson"),
+                ("nickname", "close"),
+            ),
             (("J", "Thompson"), ("John", "Tomsen"), ("fuzzy", "fuzzy")),
-            (("Alice", "Smith"), ("Maria", "Garcia"), ("different", "different")),
-            (("Maria", "Garcia Lopez"), ("Maria", "Garcia"), ("exact", "close")),
+            (
+                ("Alice", "Smith"),
+                ("Maria", "Garcia"),
+                ("different", "different"),
+            ),
+            (
+                ("Maria", "Garcia Lopez"),
+                ("Maria", "Garcia"),
+                ("exact", "close"),
+            ),
         ];
         for ((f1, l1), (f2, l2), (ef, el)) in pairs {
-            let levels = level_names(json!({"first_name": f1, "last_name": l1}), json!({"first_name": f2, "last_name": l2}));
-            assert_eq!(levels, vec![("first_name", ef), ("last_name", el)], "{f1} {l1} vs {f2} {l2}");
+            let levels = level_names(
+                json!({"first_name": f1, "last_name": l1}),
+                json!({"first_name": f2, "last_name": l2}),
+            );
+            assert_eq!(
+                levels,
+                vec![("first_name", ef), ("last_name", el)],
+                "{f1} {l1} vs {f2} {l2}"
+            );
         }
     }
 
@@ -356,24 +451,80 @@ mod tests {
         let b = features(json!({"first_name": "John", "last_name": "Smith"}));
         let c = compare(&a, &b);
         assert!(c.names_swapped);
-        assert_eq!(Field::FirstName.level_name(c.level(Field::FirstName)), "close");
+        assert_eq!(
+            Field::FirstName.level_name(c.level(Field::FirstName)),
+            "close"
+        );
     }
 
     #[test]
     fn dates_phones_emails_addresses() {
         use serde_json::json;
-        assert_eq!(level_names(json!({"date_of_birth": "1984-07-12"}), json!({"date_of_birth": "1984-12-07"})), vec![("date_of_birth", "close")]);
-        assert_eq!(level_names(json!({"date_of_birth": "1984-07-12"}), json!({"date_of_birth": "1984-07-13"})), vec![("date_of_birth", "close")]);
-        assert_eq!(level_names(json!({"date_of_birth": "1984-07-12"}), json!({"date_of_birth": "1991-03-30"})), vec![("date_of_birth", "different")]);
-        assert_eq!(level_names(json!({"phone": "555 123 4567"}), json!({"phone": "+1 (555) 123-4567"})), vec![("phone", "exact")]);
-        assert_eq!(level_names(json!({"phone": "555 123 4567"}), json!({"phone": "555 123 4568"})), vec![("phone", "close")]);
-        assert_eq!(level_names(json!({"email": "jdoe@gmail.com"}), json!({"email": "jdoe@yahoo.com"})), vec![("email", "same_user")]);
-        assert_eq!(level_names(json!({"email": "a.b@gmail.com", "emails": ["x@y.com"]}), json!({"email": "ab@gmail.com"})), vec![("email", "exact")]);
+        assert_eq!(
+            level_names(
+                json!({"date_of_birth": "1984-07-12"}),
+                json!({"date_of_birth": "1984-12-07"})
+            ),
+            vec![("date_of_birth", "close")]
+        );
+        assert_eq!(
+            level_names(
+                json!({"date_of_birth": "1984-07-12"}),
+                json!({"date_of_birth": "1984-07-13"})
+            ),
+            vec![("date_of_birth", "close")]
+        );
+        assert_eq!(
+            level_names(
+                json!({"date_of_birth": "1984-07-12"}),
+                json!({"date_of_birth": "1991-03-30"})
+            ),
+            vec![("date_of_birth", "different")]
+        );
+        assert_eq!(
+            level_names(
+                json!({"phone": "555 123 4567"}),
+                json!({"phone": "+1 (555) 123-4567"})
+            ),
+            vec![("phone", "exact")]
+        );
+        assert_eq!(
+            level_names(
+                json!({"phone": "555 123 4567"}),
+                json!({"phone": "555 123 4568"})
+            ),
+            vec![("phone", "close")]
+        );
+        assert_eq!(
+            level_names(
+                json!({"email": "jdoe@gmail.com"}),
+                json!({"email": "jdoe@yahoo.com"})
+            ),
+            vec![("email", "same_user")]
+        );
+        assert_eq!(
+            level_names(
+                json!({"email": "a.b@gmail.com", "emails": ["x@y.com"]}),
+                json!({"email": "ab@gmail.com"})
+            ),
+            vec![("email", "exact")]
+        );
         let levels = level_names(
             json!({"address_line1": "12 North Main Street", "city": "Springfield", "postal_code": "62704"}),
             json!({"address_line1": "12 N Main St Apt 2", "city": "Springfeld", "postal_code": "62705"}),
         );
-        assert_eq!(levels, vec![("house_number", "exact"), ("street", "exact"), ("city", "close"), ("postal_code", "close")]);
-        assert_eq!(level_names(json!({"first_name": "Ann"}), json!({"last_name": "Lee"})), vec![]);
+        assert_eq!(
+            levels,
+            vec![
+                ("house_number", "exact"),
+                ("street", "exact"),
+                ("city", "close"),
+                ("postal_code", "close")
+            ]
+        );
+        assert_eq!(
+            level_names(json!({"first_name": "Ann"}), json!({"last_name": "Lee"})),
+            vec![]
+        );
     }
 }

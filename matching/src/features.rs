@@ -155,7 +155,10 @@ mod tests {
         .unwrap();
         let f = Features::of(&profile);
         let first = f.first.as_ref().unwrap();
-        assert_eq!((first.text.as_str(), first.canonical.as_str()), ("bob", "robert"));
+        assert_eq!(
+            (first.text.as_str(), first.canonical.as_str()),
+            ("bob", "robert")
+        );
         assert_eq!(f.last.as_ref().unwrap().text, "oneil");
         assert_eq!(f.emails, ["bob@gmail.com"]);
         assert_eq!(f.phones, ["+15551234567"]);

@@ -1,42 +1,35 @@
 //! The resolution algorithm of c360, with no I/O and no async: a reader can understand how
 //! records become customers from this crate alone.
 //!
-//! The service calls three things, in order, for each incoming record:
-//! 1. [`blocking_keys`]: the keys under which the record is filed and under which candidates
-//!    are looked up (records sharing at least one key are candidates);
-//! 2. [`Matcher::decide`]: which candidates are the same person, with the evidence;
-//! 3. [`survivorship::golden_record`]: the golden record of each customer that changed.
-//!
-//! [`graph`] turns links into customers (connected components) when a customer must be
-//! recomputed, e.g. after a record is deleted.
+//! For each record: [`features::Features`] normalizes every field once; [`blocking::keys`]
+//! files it under a few keys, and records sharing a key are its candidates; for each candidate
+//! [`compare::compare`] grades every field (exact, close, phonetic, different, missing);
+//! [`Engine::decide`] applies the deterministic rules, the Fellegi-Sunter [`model`] score and
+//! the guard rails; accepted pairs become edges of the identity graph, whose connected
+//! components ([`graph`], [`batch`]) are the customers; [`survivorship`] builds each
+//! customer's golden record.
 
+pub mod batch;
+pub mod blocking;
 pub mod compare;
+pub mod eval;
 pub mod features;
 pub mod graph;
+pub mod model;
 pub mod normalize;
+pub mod rules;
 pub mod survivorship;
+pub mod train;
 
-use c360_domain::{IdentifierKind, LinkEvidence, Profile, RecordKey};
+use c360_domain::{FieldEvidence, IdentifierKind, LinkEvidence, Profile};
 
-/// A stored record offered to the matcher as a possible match.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    pub key: RecordKey,
-    pub profile: Profile,
-}
+use crate::compare::{Comparison, Field, MISSING};
+pub use crate::features::Features;
+use crate::model::{CompiledModel, Model, Score, TermFrequencies};
+use crate::rules::{CompiledConfig, ConfigError, ResolutionConfig};
 
-/// The matcher's verdict that the probe and `other` are the same person.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LinkDecision {
-    pub other: RecordKey,
-    pub evidence: LinkEvidence,
-}
-
-/// A blocking key: `kind:value`, the value already normalized.
-pub type BlockingKey = String;
-
-/// The normalized identifiers of a record, as they are indexed for look-ups and linking:
-/// canonical email (provider rules applied), E.164 phone, opaque ids as sent.
+/// The normalized identifiers of a record, as they are indexed for look-ups: canonical email
+/// (provider rules applied), E.164 phone, opaque ids as sent.
 pub fn identifier_keys(profile: &Profile) -> Vec<(IdentifierKind, String)> {
     let mut keys: Vec<(IdentifierKind, String)> = profile
         .identifiers()
@@ -48,66 +41,128 @@ pub fn identifier_keys(profile: &Profile) -> Vec<(IdentifierKind, String)> {
     keys
 }
 
-/// The kinds of identifier that, shared, mean the same person (for now: the deterministic
-/// linking of the service foundation, until probabilistic matching lands).
-const LINKING_KINDS: [IdentifierKind; 3] = [
-    IdentifierKind::Email,
-    IdentifierKind::Phone,
-    IdentifierKind::LoyaltyId,
-];
-
-/// The keys a record is filed under; candidates for a record are the stored records that share
-/// at least one of them.
-pub fn blocking_keys(profile: &Profile) -> Vec<BlockingKey> {
-    identifier_keys(profile)
-        .into_iter()
-        .filter(|(kind, _)| LINKING_KINDS.contains(kind))
-        .map(|(kind, value)| format!("{}:{value}", kind.as_str()))
-        .collect()
+/// What the engine decided about a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Link them.
+    Match,
+    /// Likely the same person, not sure enough: a person should look.
+    Review,
+    NonMatch,
 }
 
-/// Decides which candidates are the same person as a probe record.
-#[derive(Debug, Clone, Default)]
-pub struct Matcher {}
+/// A decision on one pair with everything that went into it.
+#[derive(Debug, Clone)]
+pub struct PairDecision {
+    pub comparison: Comparison,
+    pub score: Score,
+    /// The deterministic rule that fired, if any.
+    pub rule: Option<String>,
+    /// The guard rail that vetoed the link, if any.
+    pub guard: Option<String>,
+    pub verdict: Verdict,
+}
 
-impl Matcher {
-    pub fn new() -> Self {
-        Self {}
+/// The matching engine: a model, rules and guard rails.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    model: CompiledModel,
+    config: CompiledConfig,
+}
+
+impl Engine {
+    pub fn new(model: Model, config: ResolutionConfig) -> Result<Self, ConfigError> {
+        Ok(Self {
+            model: model.compile(),
+            config: config.compile()?,
+        })
     }
 
-    /// Links the probe to every candidate that shares a normalized email, phone or loyalty id.
-    /// The evidence names the rule and the identifier kinds shared.
-    pub fn decide(&self, probe: &Profile, candidates: &[Candidate]) -> Vec<LinkDecision> {
-        let probe_keys = identifier_keys(probe);
-        let probe_key = probe.key();
-        candidates
-            .iter()
-            .filter(|c| c.key != probe_key)
-            .filter_map(|candidate| {
-                let theirs = identifier_keys(&candidate.profile);
-                let shared: Vec<IdentifierKind> = LINKING_KINDS
-                    .into_iter()
-                    .filter(|kind| {
-                        probe_keys
-                            .iter()
-                            .filter(|(k, _)| k == kind)
-                            .any(|pk| theirs.contains(pk))
-                    })
-                    .collect();
-                let rule = match shared.first()? {
-                    IdentifierKind::Email => "same_email",
-                    IdentifierKind::Phone => "same_phone",
-                    _ => "same_loyalty_id",
-                };
-                Some(LinkDecision {
-                    other: candidate.key.clone(),
-                    evidence: LinkEvidence::Rule {
-                        rule: rule.to_owned(),
-                        identifiers: shared,
-                    },
-                })
+    /// The shipped model and configuration.
+    pub fn shipped() -> Self {
+        Self::new(Model::shipped(), ResolutionConfig::shipped())
+            .unwrap_or_else(|e| panic!("shipped configuration: {e}"))
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model.model
+    }
+
+    pub fn config(&self) -> &ResolutionConfig {
+        &self.config.config
+    }
+
+    /// Compares two records and decides: rules first, then the score; a guard rail vetoes
+    /// either.
+    pub fn decide(&self, a: &Features, b: &Features, tf: &dyn TermFrequencies) -> PairDecision {
+        let comparison = compare::compare(a, b);
+        self.decide_compared(comparison, a, tf)
+    }
+
+    pub fn decide_compared(
+        &self,
+        comparison: Comparison,
+        a: &Features,
+        tf: &dyn TermFrequencies,
+    ) -> PairDecision {
+        let score = self.model.score(&comparison, a, tf);
+        let rule = self.config.rule(&comparison).map(|r| r.name.clone());
+        let guard = self.config.guard(&comparison).map(|g| g.name.clone());
+        let model = &self.model.model;
+        let verdict = if guard.is_some() {
+            if score.probability >= model.review_probability || rule.is_some() {
+                Verdict::Review
+            } else {
+                Verdict::NonMatch
+            }
+        } else if rule.is_some() || score.probability >= model.match_probability {
+            Verdict::Match
+        } else if score.probability >= model.review_probability {
+            Verdict::Review
+        } else {
+            Verdict::NonMatch
+        };
+        PairDecision {
+            comparison,
+            score,
+            rule,
+            guard,
+            verdict,
+        }
+    }
+
+    /// Whether a guard rail forbids these two records being one person.
+    pub fn conflict(&self, a: &Features, b: &Features) -> Option<String> {
+        self.config
+            .guard(&compare::compare(a, b))
+            .map(|g| g.name.clone())
+    }
+
+    /// The evidence of a decision, as stored on an edge and shown to people.
+    pub fn evidence(&self, decision: &PairDecision) -> LinkEvidence {
+        let fields: Vec<FieldEvidence> = Field::ALL
+            .into_iter()
+            .filter(|f| decision.comparison.level(*f) != MISSING)
+            .map(|f| FieldEvidence {
+                field: f.name().to_owned(),
+                level: f.level_name(decision.comparison.level(f)).to_owned(),
+                weight: (decision.score.contributions[f.index()] * 100.0).round() / 100.0,
             })
-            .collect()
+            .collect();
+        let probability = (decision.score.probability * 1e6).round() / 1e6;
+        match &decision.rule {
+            Some(rule) => LinkEvidence::Rule {
+                rule: rule.clone(),
+                probability,
+                fields,
+            },
+            None => LinkEvidence::Score {
+                probability,
+                weight: (decision.score.weight * 100.0).round() / 100.0,
+                names_swapped: decision.comparison.names_swapped,
+                fields,
+            },
+        }
     }
 }
 
@@ -116,52 +171,55 @@ mod tests {
     use super::*;
     use c360_domain::RecordInput;
 
-    fn profile(json: serde_json::Value) -> Profile {
-        Profile::parse(&serde_json::from_value::<RecordInput>(json).unwrap()).unwrap()
+    fn features(json: serde_json::Value) -> Features {
+        Features::of(
+            &Profile::parse(&serde_json::from_value::<RecordInput>(json).unwrap()).unwrap(),
+        )
     }
 
     #[test]
-    fn links_on_a_shared_normalized_identifier() {
-        let probe = profile(
-            serde_json::json!({"source": "web", "source_id": "1", "email": "Bob.Smith+shop@GMAIL.com"}),
+    fn engine_links_the_same_person_and_explains_why() {
+        let engine = Engine::shipped();
+        let a = features(
+            serde_json::json!({"source": "crm", "source_id": "1", "first_name": "Robert", "last_name": "Smith",
+            "date_of_birth": "1984-07-12", "address_line1": "12 Main St", "postal_code": "62704"}),
         );
-        let same = profile(
-            serde_json::json!({"source": "crm", "source_id": "2", "email": "bobsmith@gmail.com"}),
+        let b = features(
+            serde_json::json!({"source": "web", "source_id": "2", "first_name": "Bob", "last_name": "Smith",
+            "date_of_birth": "1984-07-12", "address_line1": "12 Main Street", "postal_code": "62704"}),
         );
-        let other = profile(
-            serde_json::json!({"source": "crm", "source_id": "3", "email": "alice@gmail.com", "phone": "555 123 4567"}),
+        let decision = engine.decide(&a, &b, &model::NoFrequencies);
+        assert_eq!(decision.verdict, Verdict::Match, "{decision:?}");
+        let LinkEvidence::Score {
+            fields,
+            probability,
+            ..
+        } = engine.evidence(&decision)
+        else {
+            panic!("scored, not a rule");
+        };
+        assert!(probability > 0.99);
+        assert!(fields
+            .iter()
+            .any(|f| f.field == "first_name" && f.level == "nickname" && f.weight > 0.0));
+    }
+
+    #[test]
+    fn household_members_sharing_an_email_are_not_linked() {
+        let engine = Engine::shipped();
+        let parent = features(
+            serde_json::json!({"source": "crm", "source_id": "1", "first_name": "Maria", "last_name": "Lopez",
+            "email": "lopez.family@example.com", "date_of_birth": "1970-03-02", "address_line1": "5 Oak Ave", "postal_code": "10001"}),
         );
-        let by_phone = profile(
-            serde_json::json!({"source": "pos", "source_id": "4", "phone": "+1 (555) 123-4567"}),
+        let child = features(
+            serde_json::json!({"source": "web", "source_id": "2", "first_name": "Sofia", "last_name": "Lopez",
+            "email": "lopez.family@example.com", "date_of_birth": "2001-09-14", "address_line1": "5 Oak Ave", "postal_code": "10001"}),
         );
-        let candidates: Vec<Candidate> = [same, other.clone(), by_phone]
-            .into_iter()
-            .map(|p| Candidate {
-                key: p.key(),
-                profile: p,
-            })
-            .collect();
-        let links = Matcher::new().decide(&probe, &candidates);
-        assert_eq!(links.len(), 1);
-        assert_eq!(links[0].other.source_id.as_str(), "2");
+        let decision = engine.decide(&parent, &child, &model::NoFrequencies);
+        assert_ne!(decision.verdict, Verdict::Match, "{decision:?}");
         assert_eq!(
-            links[0].evidence,
-            LinkEvidence::Rule {
-                rule: "same_email".into(),
-                identifiers: vec![IdentifierKind::Email]
-            }
+            decision.guard.as_deref(),
+            Some("different_first_name_and_birth_date")
         );
-        let links = Matcher::new().decide(&other, &candidates);
-        assert_eq!(links.len(), 1, "phone links 3 and 4, not 3 to itself");
-        assert_eq!(links[0].other.source_id.as_str(), "4");
-    }
-
-    #[test]
-    fn device_ids_are_indexed_but_do_not_block_yet() {
-        let p = profile(
-            serde_json::json!({"source": "app", "source_id": "1", "device_id": "d-1", "email": "A@B.co"}),
-        );
-        assert_eq!(blocking_keys(&p), vec!["email:a@b.co".to_owned()]);
-        assert_eq!(identifier_keys(&p).len(), 2);
     }
 }

@@ -9,6 +9,7 @@
 //! the same customer never interleave. Deadlocks and serialization failures are retried.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use c360_domain::{
@@ -16,9 +17,9 @@ use c360_domain::{
     IngestOutcome, IngestResult, LinkEvidence, MemberRecord, Profile, RecordKey, RecordView,
     SourceId, SourceName,
 };
+use c360_matching::model::NoFrequencies;
 use c360_matching::{
-    blocking_keys, graph, identifier_keys, normalize, survivorship, Candidate, LinkDecision,
-    Matcher,
+    blocking, graph, identifier_keys, normalize, survivorship, Engine, Features, Verdict,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
@@ -56,7 +57,16 @@ pub struct StoreCounts {
 #[derive(Clone)]
 pub struct Resolver {
     db: Database,
-    matcher: Matcher,
+    engine: Arc<Engine>,
+}
+
+/// A link the engine accepted between the record being resolved and a stored one.
+#[derive(Debug, Clone)]
+struct Link {
+    other: RecordKey,
+    evidence: LinkEvidence,
+    /// Rules rank above any score.
+    strength: f64,
 }
 
 fn now_millis() -> i64 {
@@ -91,8 +101,15 @@ fn ordered(a: &RecordKey, b: &RecordKey) -> (RecordKey, RecordKey) {
 }
 
 impl Resolver {
-    pub fn new(db: Database, matcher: Matcher) -> Self {
-        Self { db, matcher }
+    pub fn new(db: Database, engine: Engine) -> Self {
+        Self {
+            db,
+            engine: Arc::new(engine),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     pub fn database(&self) -> &Database {
@@ -151,23 +168,25 @@ impl Resolver {
             }
         }
 
-        let mut keys = blocking_keys(profile);
+        let features = Features::of(profile);
+        let probe_keys = blocking::keys(&features);
+        let mut keys = probe_keys.clone();
         if let Some(stored) = &existing {
-            keys.extend(blocking_keys(&stored.profile));
+            keys.extend(blocking::keys(&Features::of(&stored.profile)));
         }
         self.db.lock_keys(&mut write, &keys).await?;
 
-        let candidates = load_candidates(&mut write.tx, &blocking_keys(profile), &key).await?;
-        let decisions = self.matcher.decide(profile, &candidates);
+        let candidates = load_candidates(&mut write.tx, &probe_keys, &key).await?;
+        let matches = self.matches(&features, &candidates);
         let now = now_millis();
 
         let result = match existing {
             None => {
-                self.insert_new(&mut write, profile, &decisions, now)
+                self.insert_new(&mut write, profile, &features, &matches, now)
                     .await?
             }
             Some(stored) => {
-                self.update_existing(&mut write, profile, stored, &decisions, now)
+                self.update_existing(&mut write, profile, &features, stored, &matches, now)
                     .await?
             }
         };
@@ -179,12 +198,12 @@ impl Resolver {
         &self,
         write: &mut WriteTx,
         profile: &Profile,
-        decisions: &[LinkDecision],
+        features: &Features,
+        matches: &[Link],
         now: i64,
     ) -> Result<IngestResult, ServiceError> {
         let key = profile.key();
-        let matched: Vec<RecordKey> = decisions.iter().map(|d| d.other.clone()).collect();
-        let customers = self.settle_customers(write, &matched, &[]).await?;
+        let (customers, links) = self.accept(write, &key, features, matches, None).await?;
 
         let (customer_id, absorbed, outcome) = match customers.iter().next() {
             None => {
@@ -205,8 +224,7 @@ impl Resolver {
         };
 
         insert_record(&mut write.tx, profile, &customer_id, now, now).await?;
-        write_index(&mut write.tx, profile).await?;
-        let links = self.select_links(write, decisions).await?;
+        write_index(&mut write.tx, profile, features).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
         if !absorbed.is_empty() {
             absorb(&mut write.tx, &absorbed, &customer_id, now).await?;
@@ -225,15 +243,16 @@ impl Resolver {
         &self,
         write: &mut WriteTx,
         profile: &Profile,
+        features: &Features,
         stored: StoredRecord,
-        decisions: &[LinkDecision],
+        matches: &[Link],
         now: i64,
     ) -> Result<IngestResult, ServiceError> {
         let key = profile.key();
-        let matched: Vec<RecordKey> = decisions.iter().map(|d| d.other.clone()).collect();
-        let affected = self
-            .settle_customers(write, &matched, std::slice::from_ref(&stored.customer_id))
+        let (mut affected, links) = self
+            .accept(write, &key, features, matches, Some(&stored.customer_id))
             .await?;
+        affected.insert(stored.customer_id.clone());
 
         sqlx::query(
             "UPDATE records SET profile = $1, source_updated_at = $2, last_changed_at = $3 \
@@ -247,9 +266,8 @@ impl Resolver {
         .execute(&mut *write.tx)
         .await?;
         clear_index(&mut write.tx, &key).await?;
-        write_index(&mut write.tx, profile).await?;
+        write_index(&mut write.tx, profile, features).await?;
         delete_links_of(&mut write.tx, &key).await?;
-        let links = self.select_links(write, decisions).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
 
         let change = self.recompute(write, &affected, now).await?;
@@ -276,7 +294,7 @@ impl Resolver {
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("record {key}")))?;
         self.db
-            .lock_keys(&mut write, &blocking_keys(&stored.profile))
+            .lock_keys(&mut write, &blocking::keys(&Features::of(&stored.profile)))
             .await?;
         let affected = self
             .settle_customers(&mut write, &[], std::slice::from_ref(&stored.customer_id))
@@ -327,26 +345,91 @@ impl Resolver {
         }
     }
 
-    /// Which decisions become stored edges: at most [`LINKS_PER_CUSTOMER`] into each customer.
-    async fn select_links(
-        &self,
-        write: &mut WriteTx,
-        decisions: &[LinkDecision],
-    ) -> Result<Vec<LinkDecision>, ServiceError> {
-        let keys: Vec<RecordKey> = decisions.iter().map(|d| d.other.clone()).collect();
-        let owners = customer_of_each(&mut write.tx, &keys).await?;
-        let mut per_customer: HashMap<CustomerId, usize> = HashMap::new();
-        Ok(decisions
+    /// The candidates the engine links to the probe, strongest first.
+    fn matches(&self, probe: &Features, candidates: &[StoredRecord]) -> Vec<Link> {
+        let mut links: Vec<Link> = candidates
             .iter()
-            .filter(|d| {
-                owners.get(&d.other).is_some_and(|c| {
-                    let n = per_customer.entry(c.clone()).or_default();
-                    *n += 1;
-                    *n <= LINKS_PER_CUSTOMER
+            .filter_map(|candidate| {
+                let theirs = Features::of(&candidate.profile);
+                let decision = self.engine.decide(probe, &theirs, &NoFrequencies);
+                (decision.verdict == Verdict::Match).then(|| Link {
+                    other: candidate.profile.key(),
+                    strength: if decision.rule.is_some() {
+                        f64::INFINITY
+                    } else {
+                        decision.score.weight
+                    },
+                    evidence: self.engine.evidence(&decision),
                 })
             })
-            .cloned()
-            .collect())
+            .collect();
+        links.sort_by(|a, b| {
+            b.strength
+                .total_cmp(&a.strength)
+                .then(a.other.cmp(&b.other))
+        });
+        links
+    }
+
+    /// Which customers the probe may join: those of its matches, strongest first, unless a
+    /// guard rail fires between the probe (or a customer already accepted) and any record of
+    /// the customer. Returns the accepted customers, locked, and the links to store: at most
+    /// [`LINKS_PER_CUSTOMER`] into each. `own` is the probe's current customer, whose records
+    /// are checked like the others (an update may bring conflicting evidence).
+    async fn accept(
+        &self,
+        write: &mut WriteTx,
+        probe_key: &RecordKey,
+        probe: &Features,
+        matches: &[Link],
+        own: Option<&CustomerId>,
+    ) -> Result<(BTreeSet<CustomerId>, Vec<Link>), ServiceError> {
+        let keys: Vec<RecordKey> = matches.iter().map(|l| l.other.clone()).collect();
+        let extra: Vec<CustomerId> = own.into_iter().cloned().collect();
+        self.settle_customers(write, &keys, &extra).await?;
+        let owners = customer_of_each(&mut write.tx, &keys).await?;
+
+        let mut accepted: BTreeSet<CustomerId> = BTreeSet::new();
+        let mut rejected: BTreeSet<CustomerId> = BTreeSet::new();
+        let mut accepted_members: Vec<Features> = vec![probe.clone()];
+        let mut per_customer: HashMap<CustomerId, usize> = HashMap::new();
+        let mut links = Vec::new();
+        for link in matches {
+            let Some(customer) = owners.get(&link.other) else {
+                continue;
+            };
+            if rejected.contains(customer) {
+                continue;
+            }
+            if !accepted.contains(customer) {
+                let members: Vec<Features> =
+                    records_of_customers(&mut write.tx, std::slice::from_ref(customer))
+                        .await?
+                        .iter()
+                        .filter(|m| &m.profile.key() != probe_key)
+                        .map(|m| Features::of(&m.profile))
+                        .collect();
+                let conflict = members.iter().take(64).find_map(|m| {
+                    accepted_members
+                        .iter()
+                        .take(64)
+                        .find_map(|a| self.engine.conflict(a, m))
+                });
+                if let Some(guard) = conflict {
+                    tracing::info!(guard, "link refused by a guard rail");
+                    rejected.insert(customer.clone());
+                    continue;
+                }
+                accepted.insert(customer.clone());
+                accepted_members.extend(members);
+            }
+            let n = per_customer.entry(customer.clone()).or_default();
+            *n += 1;
+            if *n <= LINKS_PER_CUSTOMER {
+                links.push(link.clone());
+            }
+        }
+        Ok((accepted, links))
     }
 
     /// Recomputes the customers `affected` from their records and the edges between them:
@@ -377,16 +460,12 @@ impl Resolver {
             let healed = self.heal(&members, &components);
             for (a, b, evidence) in healed {
                 let (ka, kb) = (members[a].profile.key(), members[b].profile.key());
-                insert_links(
-                    &mut write.tx,
-                    &ka,
-                    &[LinkDecision {
-                        other: kb,
-                        evidence,
-                    }],
-                    now,
-                )
-                .await?;
+                let link = Link {
+                    other: kb,
+                    evidence,
+                    strength: 0.0,
+                };
+                insert_links(&mut write.tx, &ka, &[link], now).await?;
                 edges.push((a, b));
             }
             components = graph::components(members.len(), &edges);
@@ -450,7 +529,7 @@ impl Resolver {
         })
     }
 
-    /// Links between records of different components that the matcher still accepts.
+    /// Links between records of different components that the engine still accepts.
     fn heal(
         &self,
         members: &[StoredRecord],
@@ -462,40 +541,38 @@ impl Resolver {
                 component_of[n] = c;
             }
         }
-        let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, m) in members.iter().enumerate() {
-            for k in blocking_keys(&m.profile) {
-                by_key.entry(k).or_default().push(i);
+        let features: Vec<Features> = members.iter().map(|m| Features::of(&m.profile)).collect();
+        let keys: Vec<Vec<String>> = features.iter().map(blocking::keys).collect();
+        let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, ks) in keys.iter().enumerate() {
+            for k in ks {
+                by_key.entry(k.as_str()).or_default().push(i);
             }
         }
         let mut found = Vec::new();
         let mut joined: BTreeSet<(usize, usize)> = BTreeSet::new();
-        for (i, m) in members.iter().enumerate() {
-            let mut others: Vec<usize> = blocking_keys(&m.profile)
+        for (i, ks) in keys.iter().enumerate() {
+            let mut others: Vec<usize> = ks
                 .iter()
-                .flat_map(|k| by_key.get(k).into_iter().flatten().copied())
+                .flat_map(|k| by_key.get(k.as_str()).into_iter().flatten().copied())
                 .filter(|&j| j > i && component_of[j] != component_of[i])
                 .collect();
             others.sort_unstable();
             others.dedup();
-            let candidates: Vec<Candidate> = others
-                .iter()
-                .map(|&j| Candidate {
-                    key: members[j].profile.key(),
-                    profile: members[j].profile.clone(),
-                })
-                .collect();
-            for decision in self.matcher.decide(&m.profile, &candidates) {
-                let Some(pos) = candidates.iter().position(|c| c.key == decision.other) else {
-                    continue;
-                };
-                let j = others[pos];
+            for j in others {
                 let pair = (
                     component_of[i].min(component_of[j]),
                     component_of[i].max(component_of[j]),
                 );
-                if joined.insert(pair) {
-                    found.push((i, j, decision.evidence));
+                if joined.contains(&pair) {
+                    continue;
+                }
+                let decision = self
+                    .engine
+                    .decide(&features[i], &features[j], &NoFrequencies);
+                if decision.verdict == Verdict::Match {
+                    joined.insert(pair);
+                    found.push((i, j, self.engine.evidence(&decision)));
                 }
             }
         }
@@ -660,7 +737,7 @@ async fn load_candidates(
     conn: &mut AnyConnection,
     keys: &[String],
     probe: &RecordKey,
-) -> Result<Vec<Candidate>, StoreError> {
+) -> Result<Vec<StoredRecord>, StoreError> {
     let mut seen: BTreeSet<RecordKey> = BTreeSet::new();
     let mut out = Vec::new();
     let sql = format!(
@@ -683,11 +760,8 @@ async fn load_candidates(
         for row in &rows {
             let stored = record_from_row(row)?;
             let key = stored.profile.key();
-            if &key != probe && seen.insert(key.clone()) {
-                out.push(Candidate {
-                    key,
-                    profile: stored.profile,
-                });
+            if &key != probe && seen.insert(key) {
+                out.push(stored);
             }
         }
     }
@@ -833,7 +907,11 @@ async fn insert_record(
 }
 
 /// Files the record under its identifiers and blocking keys.
-async fn write_index(conn: &mut AnyConnection, profile: &Profile) -> Result<(), StoreError> {
+async fn write_index(
+    conn: &mut AnyConnection,
+    profile: &Profile,
+    features: &Features,
+) -> Result<(), StoreError> {
     let (source, source_id) = (profile.source.as_str(), profile.source_id.as_str());
     for (kind, value) in identifier_keys(profile) {
         sqlx::query(
@@ -846,10 +924,7 @@ async fn write_index(conn: &mut AnyConnection, profile: &Profile) -> Result<(), 
         .execute(&mut *conn)
         .await?;
     }
-    let mut keys = blocking_keys(profile);
-    keys.sort();
-    keys.dedup();
-    for key in keys {
+    for key in blocking::keys(features) {
         sqlx::query("INSERT INTO blocking_keys (key, source, source_id) VALUES ($1, $2, $3)")
             .bind(key)
             .bind(source)
@@ -876,7 +951,7 @@ async fn clear_index(conn: &mut AnyConnection, key: &RecordKey) -> Result<(), St
 async fn insert_links(
     conn: &mut AnyConnection,
     from: &RecordKey,
-    links: &[LinkDecision],
+    links: &[Link],
     now: i64,
 ) -> Result<(), StoreError> {
     for link in links {

@@ -215,13 +215,17 @@ async fn a_bridging_record_merges_customers_and_old_ids_resolve(engine: Engine) 
         .ingest(&json!({"source": "crm", "source_id": "a", "email": "pat@example.com"}))
         .await;
     let (_, b) = app
-        .ingest(&json!({"source": "pos", "source_id": "b", "phone": "2025550143"}))
+        .ingest(
+            &json!({"source": "pos", "source_id": "b", "first_name": "Pat", "last_name": "Quinn",
+            "phone": "2025550143"}),
+        )
         .await;
     let (id_a, id_b) = (customer_id(&a), customer_id(&b));
     assert_ne!(id_a, id_b);
 
     let (status, bridge) = app
-        .ingest(&json!({"source": "web", "source_id": "c", "email": "PAT@example.com", "phone": "(202) 555-0143"}))
+        .ingest(&json!({"source": "web", "source_id": "c", "first_name": "Patrick", "last_name": "Quinn",
+            "email": "PAT@example.com", "phone": "(202) 555-0143"}))
         .await;
     assert_eq!(status, 201);
     assert_eq!(bridge["outcome"], "merged_customers");
@@ -246,16 +250,19 @@ async fn removing_the_bridge_splits_the_customer(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     app.ingest(&json!({"source": "crm", "source_id": "a", "email": "lee@example.com"}))
         .await;
-    app.ingest(&json!({"source": "pos", "source_id": "b", "phone": "2025550199"}))
-        .await;
-    let (_, bridge) = app
-        .ingest(&json!({"source": "web", "source_id": "c", "email": "lee@example.com", "phone": "2025550199"}))
-        .await;
+    app.ingest(
+        &json!({"source": "pos", "source_id": "b", "last_name": "Lee", "phone": "2025550199"}),
+    )
+    .await;
+    let bridge_record = json!({"source": "web", "source_id": "c", "last_name": "Lee",
+        "email": "lee@example.com", "phone": "2025550199"});
+    let (_, bridge) = app.ingest(&bridge_record).await;
+    assert_eq!(bridge["outcome"], "merged_customers");
     let merged = customer_id(&bridge);
 
     // The bridge drops its phone: the phone-only record splits off under a new id.
     let (status, update) = app
-        .ingest(&json!({"source": "web", "source_id": "c", "email": "lee@example.com"}))
+        .ingest(&json!({"source": "web", "source_id": "c", "last_name": "Lee", "email": "lee@example.com"}))
         .await;
     assert_eq!((status, update["outcome"].as_str()), (200, Some("updated")));
     assert_eq!(customer_id(&update), merged);
@@ -269,7 +276,7 @@ async fn removing_the_bridge_splits_the_customer(engine: Engine) {
     );
 
     // Deleting the bridge of a fresh merge splits too.
-    app.ingest(&json!({"source": "web", "source_id": "c", "email": "lee@example.com", "phone": "2025550199"})).await;
+    app.ingest(&bridge_record).await;
     assert_eq!(app.gauge("c360_customers").await, 1);
     let response = app
         .client

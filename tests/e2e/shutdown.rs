@@ -26,7 +26,10 @@ async fn in_flight_requests_finish_after_shutdown_starts() {
 
     let stopping = tokio::spawn(app.stop());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!stopping.is_finished(), "shutdown waits for the request in flight");
+    assert!(
+        !stopping.is_finished(),
+        "shutdown waits for the request in flight"
+    );
 
     stream.write_all(tail.as_bytes()).await.unwrap();
     let mut answer = String::new();
@@ -38,5 +41,8 @@ async fn in_flight_requests_finish_after_shutdown_starts() {
         .await
         .expect("shutdown completes once the request is answered")
         .unwrap();
-    assert!(TcpStream::connect(addr).await.is_err(), "no new connections after shutdown");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no new connections after shutdown"
+    );
 }

@@ -6,50 +6,188 @@ use super::name::fold;
 
 /// USPS Publication 28 street suffixes (the common ones) and a few Commonwealth forms.
 const SUFFIXES: &[(&str, &str)] = &[
-    ("alley", "aly"), ("allee", "aly"), ("ally", "aly"), ("annex", "anx"), ("arcade", "arc"),
-    ("avenue", "ave"), ("av", "ave"), ("aven", "ave"), ("avenu", "ave"), ("avn", "ave"),
-    ("bayou", "byu"), ("beach", "bch"), ("bend", "bnd"), ("bluff", "blf"), ("bottom", "btm"),
-    ("boulevard", "blvd"), ("boul", "blvd"), ("boulv", "blvd"), ("branch", "br"), ("bridge", "brg"),
-    ("brook", "brk"), ("burg", "bg"), ("bypass", "byp"), ("camp", "cp"), ("canyon", "cyn"),
-    ("cape", "cpe"), ("causeway", "cswy"), ("center", "ctr"), ("centre", "ctr"), ("circle", "cir"),
-    ("circ", "cir"), ("circuit", "cct"), ("cliff", "clf"), ("club", "clb"), ("common", "cmn"),
-    ("corner", "cor"), ("course", "crse"), ("court", "ct"), ("crt", "ct"), ("cove", "cv"),
-    ("creek", "crk"), ("crescent", "cres"), ("crest", "crst"), ("crossing", "xing"),
-    ("drive", "dr"), ("driv", "dr"), ("drv", "dr"), ("estate", "est"), ("estates", "ests"),
-    ("expressway", "expy"), ("extension", "ext"), ("falls", "fls"), ("ferry", "fry"),
-    ("field", "fld"), ("fields", "flds"), ("flat", "flt"), ("ford", "frd"), ("forest", "frst"),
-    ("fork", "frk"), ("fort", "ft"), ("freeway", "fwy"), ("garden", "gdn"), ("gardens", "gdns"),
-    ("gateway", "gtwy"), ("glen", "gln"), ("green", "grn"), ("grove", "grv"), ("harbor", "hbr"),
-    ("haven", "hvn"), ("heights", "hts"), ("highway", "hwy"), ("hill", "hl"), ("hills", "hls"),
-    ("hollow", "holw"), ("island", "is"), ("junction", "jct"), ("key", "ky"), ("knoll", "knl"),
-    ("lake", "lk"), ("lakes", "lks"), ("landing", "lndg"), ("lane", "ln"), ("light", "lgt"),
-    ("loop", "loop"), ("manor", "mnr"), ("meadow", "mdw"), ("meadows", "mdws"), ("mill", "ml"),
-    ("mission", "msn"), ("motorway", "mtwy"), ("mount", "mt"), ("mountain", "mtn"),
-    ("orchard", "orch"), ("parkway", "pkwy"), ("parkwy", "pkwy"), ("pkway", "pkwy"),
-    ("pass", "pass"), ("path", "path"), ("pike", "pike"), ("pine", "pne"), ("pines", "pnes"),
-    ("place", "pl"), ("plain", "pln"), ("plains", "plns"), ("plaza", "plz"), ("point", "pt"),
-    ("port", "prt"), ("prairie", "pr"), ("ranch", "rnch"), ("ridge", "rdg"), ("river", "riv"),
-    ("road", "rd"), ("route", "rte"), ("shore", "shr"), ("shores", "shrs"), ("spring", "spg"),
-    ("springs", "spgs"), ("square", "sq"), ("station", "sta"), ("stream", "strm"),
-    ("street", "st"), ("str", "st"), ("strt", "st"), ("summit", "smt"), ("terrace", "ter"),
-    ("terr", "ter"), ("trace", "trce"), ("track", "trak"), ("trail", "trl"), ("tunnel", "tunl"),
-    ("turnpike", "tpke"), ("union", "un"), ("valley", "vly"), ("viaduct", "via"), ("view", "vw"),
-    ("village", "vlg"), ("ville", "vl"), ("vista", "vis"), ("walk", "walk"), ("way", "way"),
-    ("wells", "wls"), ("close", "cl"), ("parade", "pde"), ("esplanade", "esp"),
+    ("alley", "aly"),
+    ("allee", "aly"),
+    ("ally", "aly"),
+    ("annex", "anx"),
+    ("arcade", "arc"),
+    ("avenue", "ave"),
+    ("av", "ave"),
+    ("aven", "ave"),
+    ("avenu", "ave"),
+    ("avn", "ave"),
+    ("bayou", "byu"),
+    ("beach", "bch"),
+    ("bend", "bnd"),
+    ("bluff", "blf"),
+    ("bottom", "btm"),
+    ("boulevard", "blvd"),
+    ("boul", "blvd"),
+    ("boulv", "blvd"),
+    ("branch", "br"),
+    ("bridge", "brg"),
+    ("brook", "brk"),
+    ("burg", "bg"),
+    ("bypass", "byp"),
+    ("camp", "cp"),
+    ("canyon", "cyn"),
+    ("cape", "cpe"),
+    ("causeway", "cswy"),
+    ("center", "ctr"),
+    ("centre", "ctr"),
+    ("circle", "cir"),
+    ("circ", "cir"),
+    ("circuit", "cct"),
+    ("cliff", "clf"),
+    ("club", "clb"),
+    ("common", "cmn"),
+    ("corner", "cor"),
+    ("course", "crse"),
+    ("court", "ct"),
+    ("crt", "ct"),
+    ("cove", "cv"),
+    ("creek", "crk"),
+    ("crescent", "cres"),
+    ("crest", "crst"),
+    ("crossing", "xing"),
+    ("drive", "dr"),
+    ("driv", "dr"),
+    ("drv", "dr"),
+    ("estate", "est"),
+    ("estates", "ests"),
+    ("expressway", "expy"),
+    ("extension", "ext"),
+    ("falls", "fls"),
+    ("ferry", "fry"),
+    ("field", "fld"),
+    ("fields", "flds"),
+    ("flat", "flt"),
+    ("ford", "frd"),
+    ("forest", "frst"),
+    ("fork", "frk"),
+    ("fort", "ft"),
+    ("freeway", "fwy"),
+    ("garden", "gdn"),
+    ("gardens", "gdns"),
+    ("gateway", "gtwy"),
+    ("glen", "gln"),
+    ("green", "grn"),
+    ("grove", "grv"),
+    ("harbor", "hbr"),
+    ("haven", "hvn"),
+    ("heights", "hts"),
+    ("highway", "hwy"),
+    ("hill", "hl"),
+    ("hills", "hls"),
+    ("hollow", "holw"),
+    ("island", "is"),
+    ("junction", "jct"),
+    ("key", "ky"),
+    ("knoll", "knl"),
+    ("lake", "lk"),
+    ("lakes", "lks"),
+    ("landing", "lndg"),
+    ("lane", "ln"),
+    ("light", "lgt"),
+    ("loop", "loop"),
+    ("manor", "mnr"),
+    ("meadow", "mdw"),
+    ("meadows", "mdws"),
+    ("mill", "ml"),
+    ("mission", "msn"),
+    ("motorway", "mtwy"),
+    ("mount", "mt"),
+    ("mountain", "mtn"),
+    ("orchard", "orch"),
+    ("parkway", "pkwy"),
+    ("parkwy", "pkwy"),
+    ("pkway", "pkwy"),
+    ("pass", "pass"),
+    ("path", "path"),
+    ("pike", "pike"),
+    ("pine", "pne"),
+    ("pines", "pnes"),
+    ("place", "pl"),
+    ("plain", "pln"),
+    ("plains", "plns"),
+    ("plaza", "plz"),
+    ("point", "pt"),
+    ("port", "prt"),
+    ("prairie", "pr"),
+    ("ranch", "rnch"),
+    ("ridge", "rdg"),
+    ("river", "riv"),
+    ("road", "rd"),
+    ("route", "rte"),
+    ("shore", "shr"),
+    ("shores", "shrs"),
+    ("spring", "spg"),
+    ("springs", "spgs"),
+    ("square", "sq"),
+    ("station", "sta"),
+    ("stream", "strm"),
+    ("street", "st"),
+    ("str", "st"),
+    ("strt", "st"),
+    ("summit", "smt"),
+    ("terrace", "ter"),
+    ("terr", "ter"),
+    ("trace", "trce"),
+    ("track", "trak"),
+    ("trail", "trl"),
+    ("tunnel", "tunl"),
+    ("turnpike", "tpke"),
+    ("union", "un"),
+    ("valley", "vly"),
+    ("viaduct", "via"),
+    ("view", "vw"),
+    ("village", "vlg"),
+    ("ville", "vl"),
+    ("vista", "vis"),
+    ("walk", "walk"),
+    ("way", "way"),
+    ("wells", "wls"),
+    ("close", "cl"),
+    ("parade", "pde"),
+    ("esplanade", "esp"),
 ];
 
 const DIRECTIONALS: &[(&str, &str)] = &[
-    ("north", "n"), ("south", "s"), ("east", "e"), ("west", "w"), ("northeast", "ne"),
-    ("northwest", "nw"), ("southeast", "se"), ("southwest", "sw"), ("north east", "ne"),
+    ("north", "n"),
+    ("south", "s"),
+    ("east", "e"),
+    ("west", "w"),
+    ("northeast", "ne"),
+    ("northwest", "nw"),
+    ("southeast", "se"),
+    ("southwest", "sw"),
+    ("north east", "ne"),
 ];
 
 /// Unit designators; the unit number follows them.
 const UNITS: &[(&str, &str)] = &[
-    ("apartment", "apt"), ("apt", "apt"), ("appt", "apt"), ("suite", "ste"), ("ste", "ste"),
-    ("unit", "unit"), ("floor", "fl"), ("fl", "fl"), ("building", "bldg"), ("bldg", "bldg"),
-    ("room", "rm"), ("rm", "rm"), ("lot", "lot"), ("space", "spc"), ("trailer", "trlr"),
-    ("department", "dept"), ("office", "ofc"), ("flat", "flat"), ("villa", "villa"),
-    ("level", "lvl"), ("shop", "shop"), ("box", "box"),
+    ("apartment", "apt"),
+    ("apt", "apt"),
+    ("appt", "apt"),
+    ("suite", "ste"),
+    ("ste", "ste"),
+    ("unit", "unit"),
+    ("floor", "fl"),
+    ("fl", "fl"),
+    ("building", "bldg"),
+    ("bldg", "bldg"),
+    ("room", "rm"),
+    ("rm", "rm"),
+    ("lot", "lot"),
+    ("space", "spc"),
+    ("trailer", "trlr"),
+    ("department", "dept"),
+    ("office", "ofc"),
+    ("flat", "flat"),
+    ("villa", "villa"),
+    ("level", "lvl"),
+    ("shop", "shop"),
+    ("box", "box"),
 ];
 
 fn lookup(table: &[(&'static str, &'static str)], token: &str) -> Option<&'static str> {
@@ -97,7 +235,13 @@ pub fn street_address(line: &str) -> StreetAddress {
     let folded = fold(&marked);
     let mut tokens: Vec<String> = folded
         .split(' ')
-        .map(|t| if t == "onehalf" { "1/2".to_owned() } else { t.to_owned() })
+        .map(|t| {
+            if t == "onehalf" {
+                "1/2".to_owned()
+            } else {
+                t.to_owned()
+            }
+        })
         .collect();
     tokens.retain(|t| !t.is_empty());
 
@@ -185,19 +329,58 @@ pub fn region(raw: &str) -> Option<String> {
         return None;
     }
     const STATES: &[(&str, &str)] = &[
-        ("alabama", "al"), ("alaska", "ak"), ("arizona", "az"), ("arkansas", "ar"),
-        ("california", "ca"), ("colorado", "co"), ("connecticut", "ct"), ("delaware", "de"),
-        ("district of columbia", "dc"), ("florida", "fl"), ("georgia", "ga"), ("hawaii", "hi"),
-        ("idaho", "id"), ("illinois", "il"), ("indiana", "in"), ("iowa", "ia"), ("kansas", "ks"),
-        ("kentucky", "ky"), ("louisiana", "la"), ("maine", "me"), ("maryland", "md"),
-        ("massachusetts", "ma"), ("michigan", "mi"), ("minnesota", "mn"), ("mississippi", "ms"),
-        ("missouri", "mo"), ("montana", "mt"), ("nebraska", "ne"), ("nevada", "nv"),
-        ("new hampshire", "nh"), ("new jersey", "nj"), ("new mexico", "nm"), ("new york", "ny"),
-        ("north carolina", "nc"), ("north dakota", "nd"), ("ohio", "oh"), ("oklahoma", "ok"),
-        ("oregon", "or"), ("pennsylvania", "pa"), ("rhode island", "ri"),
-        ("south carolina", "sc"), ("south dakota", "sd"), ("tennessee", "tn"), ("texas", "tx"),
-        ("utah", "ut"), ("vermont", "vt"), ("virginia", "va"), ("washington", "wa"),
-        ("west virginia", "wv"), ("wisconsin", "wi"), ("wyoming", "wy"), ("puerto rico", "pr"),
+        ("alabama", "al"),
+        ("alaska", "ak"),
+        ("arizona", "az"),
+        ("arkansas", "ar"),
+        ("california", "ca"),
+        ("colorado", "co"),
+        ("connecticut", "ct"),
+        ("delaware", "de"),
+        ("district of columbia", "dc"),
+        ("florida", "fl"),
+        ("georgia", "ga"),
+        ("hawaii", "hi"),
+        ("idaho", "id"),
+        ("illinois", "il"),
+        ("indiana", "in"),
+        ("iowa", "ia"),
+        ("kansas", "ks"),
+        ("kentucky", "ky"),
+        ("louisiana", "la"),
+        ("maine", "me"),
+        ("maryland", "md"),
+        ("massachusetts", "ma"),
+        ("michigan", "mi"),
+        ("minnesota", "mn"),
+        ("mississippi", "ms"),
+        ("missouri", "mo"),
+        ("montana", "mt"),
+        ("nebraska", "ne"),
+        ("nevada", "nv"),
+        ("new hampshire", "nh"),
+        ("new jersey", "nj"),
+        ("new mexico", "nm"),
+        ("new york", "ny"),
+        ("north carolina", "nc"),
+        ("north dakota", "nd"),
+        ("ohio", "oh"),
+        ("oklahoma", "ok"),
+        ("oregon", "or"),
+        ("pennsylvania", "pa"),
+        ("rhode island", "ri"),
+        ("south carolina", "sc"),
+        ("south dakota", "sd"),
+        ("tennessee", "tn"),
+        ("texas", "tx"),
+        ("utah", "ut"),
+        ("vermont", "vt"),
+        ("virginia", "va"),
+        ("washington", "wa"),
+        ("west virginia", "wv"),
+        ("wisconsin", "wi"),
+        ("wyoming", "wy"),
+        ("puerto rico", "pr"),
     ];
     Some(
         STATES
@@ -222,15 +405,42 @@ mod tests {
 
     #[test]
     fn usps_abbreviations() {
-        assert_eq!(parts("123 North Main Street"), (some("123"), some("n main st"), None));
-        assert_eq!(parts("123 N. Main St."), (some("123"), some("n main st"), None));
-        assert_eq!(parts("1600 Pennsylvania Avenue Northwest"), (some("1600"), some("pennsylvania ave nw"), None));
-        assert_eq!(parts("1600 pennsylvania ave nw"), (some("1600"), some("pennsylvania ave nw"), None));
-        assert_eq!(parts("42 Elm Boulevard Apartment 4B"), (some("42"), some("elm blvd"), some("apt 4b")));
-        assert_eq!(parts("42 Elm Blvd #4B"), (some("42"), some("elm blvd"), some("apt 4b")));
-        assert_eq!(parts("42 Elm Blvd, Suite 200"), (some("42"), some("elm blvd"), some("ste 200")));
-        assert_eq!(parts("701 First Street NE"), (some("701"), some("1st st ne"), None));
-        assert_eq!(parts("38 1/2 Oak Lane"), (some("38 1/2"), some("oak ln"), None));
+        assert_eq!(
+            parts("123 North Main Street"),
+            (some("123"), some("n main st"), None)
+        );
+        assert_eq!(
+            parts("123 N. Main St."),
+            (some("123"), some("n main st"), None)
+        );
+        assert_eq!(
+            parts("1600 Pennsylvania Avenue Northwest"),
+            (some("1600"), some("pennsylvania ave nw"), None)
+        );
+        assert_eq!(
+            parts("1600 pennsylvania ave nw"),
+            (some("1600"), some("pennsylvania ave nw"), None)
+        );
+        assert_eq!(
+            parts("42 Elm Boulevard Apartment 4B"),
+            (some("42"), some("elm blvd"), some("apt 4b"))
+        );
+        assert_eq!(
+            parts("42 Elm Blvd #4B"),
+            (some("42"), some("elm blvd"), some("apt 4b"))
+        );
+        assert_eq!(
+            parts("42 Elm Blvd, Suite 200"),
+            (some("42"), some("elm blvd"), some("ste 200"))
+        );
+        assert_eq!(
+            parts("701 First Street NE"),
+            (some("701"), some("1st st ne"), None)
+        );
+        assert_eq!(
+            parts("38 1/2 Oak Lane"),
+            (some("38 1/2"), some("oak ln"), None)
+        );
         assert_eq!(parts("tindale street"), (None, some("tindale st"), None));
     }
 

@@ -1,0 +1,280 @@
+//! Batch resolution of a whole set of records in memory: block, compare and score the
+//! candidate pairs on all cores, then link accepted pairs strongest first into customers,
+//! with the guard rails checked across whole customers, not just the linking pair.
+//!
+//! The result depends only on the set of records, never on their order: pairs are linked in
+//! the order of (rule first, weight descending, record indices), and records are indexed in
+//! the caller's order only to name them.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use crate::compare::Field;
+use crate::features::Features;
+use crate::graph::GuardedClusters;
+use crate::model::TermFrequencies;
+use crate::{blocking, Engine, PairDecision, Verdict};
+
+/// Value frequencies of first and last names over a set of records.
+#[derive(Debug, Default, Clone)]
+pub struct FrequencyTable {
+    total: f64,
+    counts: HashMap<(Field, String), u32>,
+}
+
+impl FrequencyTable {
+    pub fn from_features(features: &[Features]) -> Self {
+        let mut table = Self {
+            total: features.len() as f64,
+            counts: HashMap::new(),
+        };
+        for f in features {
+            table.add(f);
+        }
+        table
+    }
+
+    fn add(&mut self, f: &Features) {
+        if let Some(n) = &f.first {
+            *self
+                .counts
+                .entry((Field::FirstName, n.text.clone()))
+                .or_default() += 1;
+        }
+        if let Some(n) = &f.last {
+            *self
+                .counts
+                .entry((Field::LastName, n.text.clone()))
+                .or_default() += 1;
+        }
+    }
+}
+
+impl TermFrequencies for FrequencyTable {
+    fn frequency(&self, field: Field, value: &str) -> Option<f64> {
+        if self.total < 1000.0 {
+            // Too few records for frequencies to mean anything.
+            return None;
+        }
+        self.counts
+            .get(&(field, value.to_owned()))
+            .map(|&c| f64::from(c) / self.total)
+    }
+}
+
+/// Figures of one batch run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    pub records: usize,
+    pub distinct_keys: usize,
+    /// Keys shared by more records than `max_block_size`: skipped, not compared all-to-all.
+    pub oversized_keys: usize,
+    pub candidate_pairs: usize,
+    pub matched_pairs: usize,
+    pub review_pairs: usize,
+    /// Links refused because a guard rail fired across the two customers.
+    pub vetoed_links: usize,
+    pub customers: usize,
+    /// Customers larger than `max_customer_records`.
+    pub oversized_customers: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchResult {
+    /// For each record, its customer: the smallest record index in the customer.
+    pub customer: Vec<u32>,
+    /// Pairs in the review band (and pairs a guard rail held back), with their probability.
+    pub reviews: Vec<(u32, u32, f64)>,
+    pub stats: BatchStats,
+}
+
+fn key_hash(key: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// All pairs of records that share at least one blocking key, each once, as `(i, j)` with
+/// `i < j`. Keys shared by more than `max_block` records are skipped and counted.
+pub fn candidate_pairs(features: &[Features], max_block: usize) -> (Vec<(u32, u32)>, usize, usize) {
+    let mut filed: Vec<(u64, u32)> = Vec::with_capacity(features.len() * 8);
+    for (i, f) in features.iter().enumerate() {
+        filed.extend(blocking::keys(f).iter().map(|k| (key_hash(k), i as u32)));
+    }
+    filed.sort_unstable();
+    filed.dedup();
+
+    let mut pairs: Vec<u64> = Vec::new();
+    let (mut distinct, mut oversized) = (0, 0);
+    for block in filed.chunk_by(|a, b| a.0 == b.0) {
+        distinct += 1;
+        if block.len() > max_block {
+            oversized += 1;
+            continue;
+        }
+        for (x, &(_, i)) in block.iter().enumerate() {
+            for &(_, j) in &block[x + 1..] {
+                pairs.push((u64::from(i) << 32) | u64::from(j));
+            }
+        }
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    let pairs = pairs
+        .into_iter()
+        .map(|p| ((p >> 32) as u32, p as u32))
+        .collect();
+    (pairs, distinct, oversized)
+}
+
+/// Runs `f` over `items` on every core, keeping the order of results.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads <= 1 || items.len() < 1024 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                let f = &f;
+                scope.spawn(move || part.iter().map(f).collect::<Vec<R>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// Resolves a set of records into customers.
+pub fn resolve(engine: &Engine, features: &[Features]) -> BatchResult {
+    let config = engine.config();
+    let (pairs, distinct_keys, oversized_keys) = candidate_pairs(features, config.max_block_size);
+    let tf = FrequencyTable::from_features(features);
+
+    let decisions: Vec<Option<(f64, PairDecision)>> = parallel_map(&pairs, |&(i, j)| {
+        let d = engine.decide(&features[i as usize], &features[j as usize], &tf);
+        match d.verdict {
+            Verdict::NonMatch => None,
+            _ => Some((d.score.weight, d)),
+        }
+    });
+
+    let mut links: Vec<(f64, u32, u32)> = Vec::new();
+    let mut reviews = Vec::new();
+    for ((i, j), decision) in pairs.iter().zip(decisions) {
+        let Some((weight, d)) = decision else {
+            continue;
+        };
+        match d.verdict {
+            Verdict::Match => {
+                let priority = if d.rule.is_some() {
+                    f64::INFINITY
+                } else {
+                    weight
+                };
+                links.push((priority, *i, *j));
+            }
+            _ => reviews.push((*i, *j, d.score.probability)),
+        }
+    }
+    links.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+
+    let mut clusters = GuardedClusters::new(features.len());
+    let mut vetoed = 0;
+    for &(_, i, j) in &links {
+        let merged = clusters.union_unless(i as usize, j as usize, |a, b| {
+            engine.conflict(&features[a], &features[b]).is_some()
+        });
+        if merged.is_err() {
+            vetoed += 1;
+            reviews.push((i, j, 1.0));
+        }
+    }
+    let customer = clusters.labels();
+    let mut sizes: HashMap<u32, usize> = HashMap::new();
+    for &c in &customer {
+        *sizes.entry(c).or_default() += 1;
+    }
+    BatchResult {
+        stats: BatchStats {
+            records: features.len(),
+            distinct_keys,
+            oversized_keys,
+            candidate_pairs: pairs.len(),
+            matched_pairs: links.len(),
+            review_pairs: reviews.len(),
+            vetoed_links: vetoed,
+            customers: sizes.len(),
+            oversized_customers: sizes
+                .values()
+                .filter(|&&s| s > config.max_customer_records)
+                .count(),
+        },
+        customer,
+        reviews,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use c360_domain::{Profile, RecordInput};
+
+    fn features(rows: &[serde_json::Value]) -> Vec<Features> {
+        rows.iter()
+            .map(|r| {
+                Features::of(
+                    &Profile::parse(&serde_json::from_value::<RecordInput>(r.clone()).unwrap())
+                        .unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn people() -> Vec<serde_json::Value> {
+        use serde_json::json;
+        vec![
+            json!({"source": "crm", "source_id": "1", "first_name": "Robert", "last_name": "Smith", "date_of_birth": "1980-01-02", "address_line1": "1 Elm St", "postal_code": "10001"}),
+            json!({"source": "web", "source_id": "2", "first_name": "Bob", "last_name": "Smith", "date_of_birth": "1980-01-02", "email": "bob@example.com"}),
+            json!({"source": "pos", "source_id": "3", "first_name": "Bobby", "last_name": "Smith", "email": "bob@example.com", "phone": "2125550100"}),
+            json!({"source": "crm", "source_id": "4", "first_name": "Jane", "last_name": "Smith", "date_of_birth": "1982-05-06", "address_line1": "1 Elm St", "postal_code": "10001", "phone": "2125550100"}),
+            json!({"source": "crm", "source_id": "5", "first_name": "Alice", "last_name": "Jones", "date_of_birth": "1990-09-09", "address_line1": "9 Oak Ave", "postal_code": "94105"}),
+        ]
+    }
+
+    #[test]
+    fn resolves_people_and_keeps_household_members_apart() {
+        let result = resolve(&Engine::shipped(), &features(&people()));
+        let c = &result.customer;
+        assert_eq!(c[0], c[1], "same DOB and nickname");
+        assert_eq!(c[1], c[2], "same email, compatible name");
+        assert_ne!(
+            c[3], c[0],
+            "Jane shares address and phone, but is another person"
+        );
+        assert_ne!(c[4], c[0]);
+        assert_eq!(result.stats.customers, 3);
+    }
+
+    #[test]
+    fn result_does_not_depend_on_input_order() {
+        let rows = people();
+        let forward = resolve(&Engine::shipped(), &features(&rows));
+        let mut reversed_rows = rows.clone();
+        reversed_rows.reverse();
+        let backward = resolve(&Engine::shipped(), &features(&reversed_rows));
+        let n = rows.len();
+        for i in 0..n {
+            for j in 0..n {
+                let same_forward = forward.customer[i] == forward.customer[j];
+                let same_backward = backward.customer[n - 1 - i] == backward.customer[n - 1 - j];
+                assert_eq!(same_forward, same_backward, "records {i} and {j}");
+            }
+        }
+    }
+}

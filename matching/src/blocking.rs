@@ -1,0 +1,106 @@
+//! Blocking: the keys a record is filed under. Two records are compared only when they share at
+//! least one key, so each key is built to be shared by the duplicates of a person (typos in one
+//! field leave another key intact) and by few others.
+
+use crate::features::Features;
+
+fn zip3(zip: &str) -> &str {
+    zip.get(..3).unwrap_or(zip)
+}
+
+/// The blocking keys of a record, deduplicated. Prefixes name the rule:
+/// - `em`, `ph`, `ly`, `dv`, `ck`: an exact identifier (email, phone, loyalty, device, cookie);
+/// - `nz`: phonetic surname + first initial + ZIP3;
+/// - `dl`: date of birth + phonetic surname; `df`: date of birth + phonetic first name;
+/// - `dz`: date of birth + postal code (catches a changed surname);
+/// - `ad`: house number + first street word + postal code;
+/// - `nn`: canonical first name + phonetic surname (movers: nothing else in common).
+pub fn keys(f: &Features) -> Vec<String> {
+    let mut keys = Vec::new();
+    keys.extend(f.emails.iter().map(|e| format!("em:{e}")));
+    keys.extend(f.phones.iter().map(|p| format!("ph:{p}")));
+    let ids = [
+        ("ly", &f.loyalty_id),
+        ("dv", &f.device_id),
+        ("ck", &f.cookie_id),
+    ];
+    keys.extend(
+        ids.into_iter()
+            .filter_map(|(prefix, id)| id.as_ref().map(|v| format!("{prefix}:{v}"))),
+    );
+
+    let last = f.last.as_ref().filter(|n| !n.phonetic.is_empty());
+    let first = f.first.as_ref();
+    let dob = f.dob_key();
+    let address = f.main_address();
+    let zip = address.and_then(|a| a.postal_code.as_deref());
+
+    if let (Some(last), Some(first), Some(zip)) = (last, first, zip) {
+        keys.push(format!(
+            "nz:{}|{}|{}",
+            last.phonetic,
+            first.initial(),
+            zip3(zip)
+        ));
+    }
+    if let Some(dob) = &dob {
+        if let Some(last) = last {
+            keys.push(format!("dl:{dob}|{}", last.phonetic));
+        }
+        if let Some(first) = first.filter(|n| !n.phonetic.is_empty()) {
+            keys.push(format!("df:{dob}|{}", first.phonetic));
+        }
+        if let Some(zip) = zip {
+            keys.push(format!("dz:{dob}|{zip}"));
+        }
+    }
+    if let Some(a) = address {
+        if let (Some(number), Some(street), Some(zip)) = (&a.house_number, &a.street, zip) {
+            let word = street
+                .split(' ')
+                .find(|w| w.len() > 2)
+                .unwrap_or(street.as_str());
+            keys.push(format!("ad:{number}|{word}|{zip}"));
+        }
+    }
+    if let (Some(first), Some(last)) = (first, last) {
+        keys.push(format!("nn:{}|{}", first.canonical, last.phonetic));
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use c360_domain::{Profile, RecordInput};
+
+    fn features(json: serde_json::Value) -> Features {
+        Features::of(
+            &Profile::parse(&serde_json::from_value::<RecordInput>(json).unwrap()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn duplicates_with_typos_share_a_key() {
+        let a = features(
+            serde_json::json!({"source": "a", "source_id": "1", "first_name": "Michaela", "last_name": "Neumann",
+            "date_of_birth": "1915-11-11", "address_line1": "8 Stanley Street", "postal_code": "4223"}),
+        );
+        let b = features(
+            serde_json::json!({"source": "b", "source_id": "2", "first_name": "Michafla", "last_name": "Jakimow",
+            "date_of_birth": "1915-11-11", "address_line1": "8 stanleykstreet", "postal_code": "4223"}),
+        );
+        let (ka, kb) = (keys(&a), keys(&b));
+        assert!(ka.iter().any(|k| kb.contains(k)), "{ka:?} / {kb:?}");
+    }
+
+    #[test]
+    fn identifiers_are_keys() {
+        let f = features(
+            serde_json::json!({"source": "a", "source_id": "1", "email": "x@y.co", "device_id": "d1"}),
+        );
+        assert_eq!(keys(&f), vec!["dv:d1".to_owned(), "em:x@y.co".to_owned()]);
+    }
+}

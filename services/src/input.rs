@@ -1,0 +1,222 @@
+//! Reading record files: CSV with the c360 header, or NDJSON with the same field names.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use c360_domain::RecordInput;
+
+/// One row that could not be read, by line number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct RowError {
+    pub line: u64,
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Header(String),
+}
+
+/// The columns of the CSV format, in order.
+pub const CSV_COLUMNS: [&str; 18] = [
+    "source",
+    "source_id",
+    "first_name",
+    "middle_name",
+    "last_name",
+    "email",
+    "phone",
+    "date_of_birth",
+    "address_line1",
+    "address_line2",
+    "city",
+    "state",
+    "postal_code",
+    "country",
+    "loyalty_id",
+    "device_id",
+    "cookie_id",
+    "updated_at",
+];
+
+pub enum Format {
+    Csv,
+    Ndjson,
+}
+
+impl Format {
+    pub fn of_path(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("ndjson" | "jsonl" | "json") => Format::Ndjson,
+            _ => Format::Csv,
+        }
+    }
+}
+
+/// Reads every record of a file, in order; bad rows are returned as errors with their line.
+pub fn read_file(path: &Path) -> Result<Vec<Result<RecordInput, RowError>>, InputError> {
+    let file = File::open(path).map_err(|source| InputError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    match Format::of_path(path) {
+        Format::Csv => read_csv(BufReader::new(file)),
+        Format::Ndjson => Ok(read_ndjson(BufReader::new(file))),
+    }
+}
+
+/// CSV with a header row naming c360's columns (any order; `source` and `source_id` required;
+/// unknown columns are an error so that a misspelt column is not silently dropped).
+pub fn read_csv(reader: impl Read) -> Result<Vec<Result<RecordInput, RowError>>, InputError> {
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(reader);
+    let headers = csv
+        .headers()
+        .map_err(|e| InputError::Header(format!("unreadable header: {e}")))?
+        .clone();
+    let columns: Vec<String> = headers
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
+        .collect();
+    if let Some(unknown) = columns.iter().find(|c| !CSV_COLUMNS.contains(&c.as_str())) {
+        return Err(InputError::Header(format!("unknown column {unknown:?}")));
+    }
+    for required in ["source", "source_id"] {
+        if !columns.iter().any(|c| c == required) {
+            return Err(InputError::Header(format!("missing column {required:?}")));
+        }
+    }
+    let mut rows = Vec::new();
+    for result in csv.records() {
+        let row = match result {
+            Ok(row) => row,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                rows.push(Err(RowError {
+                    line,
+                    field: None,
+                    reason: e.to_string(),
+                }));
+                continue;
+            }
+        };
+        let line = row.position().map_or(0, |p| p.line());
+        if row.len() != columns.len() {
+            rows.push(Err(RowError {
+                line,
+                field: None,
+                reason: format!("{} values for {} columns", row.len(), columns.len()),
+            }));
+            continue;
+        }
+        let mut input = RecordInput::default();
+        for (column, value) in columns.iter().zip(row.iter()) {
+            if value.is_empty() {
+                continue;
+            }
+            let value = Some(value.to_owned());
+            match column.as_str() {
+                "source" => input.source = value,
+                "source_id" => input.source_id = value,
+                "first_name" => input.first_name = value,
+                "middle_name" => input.middle_name = value,
+                "last_name" => input.last_name = value,
+                "email" => input.email = value,
+                "phone" => input.phone = value,
+                "date_of_birth" => input.date_of_birth = value,
+                "address_line1" => input.address_line1 = value,
+                "address_line2" => input.address_line2 = value,
+                "city" => input.city = value,
+                "state" => input.state = value,
+                "postal_code" => input.postal_code = value,
+                "country" => input.country = value,
+                "loyalty_id" => input.loyalty_id = value,
+                "device_id" => input.device_id = value,
+                "cookie_id" => input.cookie_id = value,
+                _ => input.updated_at = value,
+            }
+        }
+        rows.push(Ok(input));
+    }
+    Ok(rows)
+}
+
+/// One JSON object per line; blank lines are skipped.
+pub fn read_ndjson(reader: impl BufRead) -> Vec<Result<RecordInput, RowError>> {
+    let mut rows = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line_no = i as u64 + 1;
+        let text = match line {
+            Ok(text) => text,
+            Err(e) => {
+                rows.push(Err(RowError {
+                    line: line_no,
+                    field: None,
+                    reason: e.to_string(),
+                }));
+                continue;
+            }
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        let mut de = serde_json::Deserializer::from_str(&text);
+        rows.push(
+            serde_path_to_error::deserialize::<_, RecordInput>(&mut de).map_err(|e| RowError {
+                line: line_no,
+                field: Some(e.path().to_string()),
+                reason: e.into_inner().to_string(),
+            }),
+        );
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_and_errors_by_line() {
+        let text = "\u{feff}source,source_id,first_name,email\ncrm,1,Ann,ann@example.com\r\ncrm,2,\"Bo\nb\",\ncrm,3\nweb,4,Al,\n";
+        let rows = read_csv(text.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0].as_ref().unwrap().first_name.as_deref(), Some("Ann"));
+        assert_eq!(
+            rows[1].as_ref().unwrap().first_name.as_deref(),
+            Some("Bo\nb")
+        );
+        assert_eq!(rows[2].as_ref().unwrap_err().line, 5);
+        assert!(rows[3].is_ok());
+        assert!(matches!(
+            read_csv("source,nope\n".as_bytes()),
+            Err(InputError::Header(_))
+        ));
+        assert!(matches!(
+            read_csv("first_name\n".as_bytes()),
+            Err(InputError::Header(_))
+        ));
+    }
+
+    #[test]
+    fn ndjson_rows_and_errors_by_line() {
+        let text = "{\"source\": \"a\", \"source_id\": \"1\"}\n\n{\"source\": 5}\nnot json\n";
+        let rows = read_ndjson(text.as_bytes());
+        assert_eq!(rows.len(), 3);
+        assert!(rows[0].is_ok());
+        let e = rows[1].as_ref().unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (3, Some("source")));
+        assert_eq!(rows[2].as_ref().unwrap_err().line, 4);
+    }
+}
