@@ -2,6 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+use std::path::PathBuf;
+
+use c360_api::cli::{self, EngineArgs};
 use c360_api::config::{DatabaseArgs, LogFormat, ServeConfig};
 use c360_api::{openapi, server, telemetry, RunningServer};
 
@@ -24,6 +27,31 @@ enum Command {
     Migrate(DatabaseArgs),
     /// Print the OpenAPI document.
     Openapi,
+    /// Resolve a record file and report pairwise precision, recall and F1 against ground truth.
+    Eval {
+        /// Records (CSV with the c360 header, or NDJSON).
+        #[arg(long)]
+        input: PathBuf,
+        /// Ground truth: CSV `source,source_id,person_id`.
+        #[arg(long)]
+        truth: PathBuf,
+        /// Also print this many missed and wrong pairs, with how they compared.
+        #[arg(long, default_value_t = 0)]
+        show_errors: usize,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Estimate a match model from a record file (u by random sampling, m by EM).
+    Train {
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the model (JSON).
+        #[arg(long)]
+        output: PathBuf,
+        /// Starting model (default: the shipped one); thresholds are kept from it.
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
 }
 
 #[tokio::main]
@@ -41,6 +69,19 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
         }
         Command::Openapi => print!("{}", openapi::openapi_json()),
+        Command::Eval {
+            input,
+            truth,
+            show_errors,
+            engine,
+        } => {
+            cli::eval(&input, &truth, &engine, show_errors)?;
+        }
+        Command::Train {
+            input,
+            output,
+            engine,
+        } => cli::train_model(&input, &output, &engine)?,
     }
     Ok(())
 }

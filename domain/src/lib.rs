@@ -19,5 +19,5 @@ pub use customer::{
 pub use error::{FieldError, ValidationErrors};
 pub use ids::{CustomerId, IdentifierKind, RecordKey, SourceId, SourceName};
 pub use outcome::{IngestOutcome, IngestResult};
-pub use record::{AddressInput, Profile, RecordInput};
+pub use record::{AddressInput, InvalidValue, Profile, RecordInput};
 pub use values::{BirthDate, Country, Email, OpaqueId, PersonName, Phone, PostalAddress};

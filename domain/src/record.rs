@@ -108,6 +108,18 @@ pub struct Profile {
     pub cookie_id: Option<OpaqueId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
+    /// Optional values that did not parse, kept as sent with the reason (lenient parsing
+    /// only; the API's strict parsing rejects the record instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invalid: Vec<InvalidValue>,
+}
+
+/// A value kept raw because it did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InvalidValue {
+    pub field: String,
+    pub value: String,
+    pub reason: String,
 }
 
 /// `Some(text)` for a given, non-blank optional field.
@@ -148,6 +160,35 @@ impl Profile {
                 .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.as_str()))),
         );
         out
+    }
+
+    /// Parses a record leniently: only `source` and `source_id` must be valid; any other value
+    /// that does not parse is left out of matching but kept raw in `invalid`, with its reason.
+    pub fn parse_lenient(input: &RecordInput) -> Result<Self, ValidationErrors> {
+        let errors = match Self::parse(input) {
+            Ok(profile) => return Ok(profile),
+            Err(errors) => errors,
+        };
+        let required = |e: &FieldError| e.field == "source" || e.field == "source_id";
+        if errors.0.iter().any(required) {
+            return Err(errors);
+        }
+        let mut cleaned = input.clone();
+        let mut invalid = Vec::new();
+        // Last error first, so that removing `emails[2]` does not shift `emails[1]`.
+        for error in errors.0.iter().rev() {
+            if let Some(value) = take_field(&mut cleaned, &error.field) {
+                invalid.push(InvalidValue {
+                    field: error.field.clone(),
+                    value,
+                    reason: error.reason.clone(),
+                });
+            }
+        }
+        invalid.reverse();
+        let mut profile = Self::parse(&cleaned)?;
+        profile.invalid = invalid;
+        Ok(profile)
     }
 
     /// Parses a record, collecting every field error rather than stopping at the first.
@@ -314,6 +355,7 @@ impl Profile {
                 device_id,
                 cookie_id,
                 updated_at,
+                invalid: Vec::new(),
             }),
             _ => Err(errors),
         }
@@ -328,6 +370,59 @@ impl Profile {
         };
         strip(self) == strip(other)
     }
+}
+
+/// Removes the value a field error points at (`email`, `emails[1]`, `addresses[0].city`) from
+/// the input and returns it.
+fn take_field(input: &mut RecordInput, path: &str) -> Option<String> {
+    let indexed = |name: &str| -> Option<usize> {
+        path.strip_prefix(name)?
+            .strip_prefix('[')?
+            .split(']')
+            .next()?
+            .parse()
+            .ok()
+    };
+    if let Some(i) = indexed("emails") {
+        return (i < input.emails.len()).then(|| input.emails.remove(i));
+    }
+    if let Some(i) = indexed("phones") {
+        return (i < input.phones.len()).then(|| input.phones.remove(i));
+    }
+    if let Some(i) = indexed("addresses") {
+        if i < input.addresses.len() {
+            let a = input.addresses.remove(i);
+            return serde_json::to_string(&a).ok();
+        }
+        return None;
+    }
+    let slot = match path {
+        "first_name" => &mut input.first_name,
+        "middle_name" => &mut input.middle_name,
+        "last_name" => &mut input.last_name,
+        "email" => &mut input.email,
+        "phone" => &mut input.phone,
+        "date_of_birth" => &mut input.date_of_birth,
+        "address_line1" => &mut input.address_line1,
+        "address_line2" => &mut input.address_line2,
+        "city" => &mut input.city,
+        "state" => &mut input.state,
+        "postal_code" => &mut input.postal_code,
+        "country" => &mut input.country,
+        "loyalty_id" => &mut input.loyalty_id,
+        "device_id" => &mut input.device_id,
+        "cookie_id" => &mut input.cookie_id,
+        "updated_at" => &mut input.updated_at,
+        // A list too long: keep the first MAX_LIST_LEN.
+        "emails" | "phones" | "addresses" => {
+            input.emails.truncate(MAX_LIST_LEN.saturating_sub(1));
+            input.phones.truncate(MAX_LIST_LEN.saturating_sub(1));
+            input.addresses.truncate(MAX_LIST_LEN.saturating_sub(1));
+            return Some(format!("more than {MAX_LIST_LEN} values"));
+        }
+        _ => return None,
+    };
+    slot.take()
 }
 
 #[cfg(test)]
@@ -380,6 +475,25 @@ mod tests {
                 "updated_at"
             ]
         );
+    }
+
+    #[test]
+    fn lenient_parsing_keeps_bad_values_raw() {
+        let p = Profile::parse_lenient(&input(serde_json::json!({
+            "source": "crm", "source_id": "1", "first_name": "Ann", "date_of_birth": "19551192",
+            "emails": ["ok@example.com", "broken@"], "addresses": [{"postal_code": "1;2"}]
+        })))
+        .unwrap();
+        assert_eq!(p.first_name.unwrap().as_str(), "Ann");
+        assert!(p.date_of_birth.is_none());
+        assert_eq!(p.emails.len(), 1);
+        let fields: Vec<&str> = p.invalid.iter().map(|i| i.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["emails[1]", "date_of_birth", "addresses[0].postal_code"]
+        );
+        assert_eq!(p.invalid[1].value, "19551192");
+        assert!(Profile::parse_lenient(&input(serde_json::json!({"source_id": "1"}))).is_err());
     }
 
     #[test]

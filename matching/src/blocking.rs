@@ -13,8 +13,12 @@ fn zip3(zip: &str) -> &str {
 /// - `nz`: phonetic surname + first initial + ZIP3;
 /// - `dl`: date of birth + phonetic surname; `df`: date of birth + phonetic first name;
 /// - `dz`: date of birth + postal code (catches a changed surname);
-/// - `ad`: house number + first street word + postal code;
-/// - `nn`: canonical first name + phonetic surname (movers: nothing else in common).
+/// - `ad`: house number + first street word + postal code; `sz`: street + postal code;
+/// - `lz`: phonetic surname + postal code; `fz`: canonical first name + postal code;
+/// - `nn`: canonical first name + phonetic surname, `np`: both names phonetic (movers:
+///   nothing else in common);
+/// - `dh`: date of birth + house number, `lh`: phonetic surname + house number, `cs`: street +
+///   city (a typo in the postal code).
 pub fn keys(f: &Features) -> Vec<String> {
     let mut keys = Vec::new();
     keys.extend(f.emails.iter().map(|e| format!("em:{e}")));
@@ -55,16 +59,43 @@ pub fn keys(f: &Features) -> Vec<String> {
         }
     }
     if let Some(a) = address {
-        if let (Some(number), Some(street), Some(zip)) = (&a.house_number, &a.street, zip) {
-            let word = street
-                .split(' ')
-                .find(|w| w.len() > 2)
-                .unwrap_or(street.as_str());
-            keys.push(format!("ad:{number}|{word}|{zip}"));
+        if let (Some(street), Some(zip)) = (&a.street, zip) {
+            if let Some(number) = &a.house_number {
+                let word = street
+                    .split(' ')
+                    .find(|w| w.len() > 2)
+                    .unwrap_or(street.as_str());
+                keys.push(format!("ad:{number}|{word}|{zip}"));
+            }
+            keys.push(format!("sz:{street}|{zip}"));
+        }
+    }
+    if let Some(zip) = zip {
+        if let Some(last) = last {
+            keys.push(format!("lz:{}|{zip}", last.phonetic));
+        }
+        if let Some(first) = first {
+            keys.push(format!("fz:{}|{zip}", first.canonical));
         }
     }
     if let (Some(first), Some(last)) = (first, last) {
         keys.push(format!("nn:{}|{}", first.canonical, last.phonetic));
+        if !first.phonetic.is_empty() {
+            keys.push(format!("np:{}|{}", first.phonetic, last.phonetic));
+        }
+    }
+    if let Some(a) = address {
+        if let Some(number) = &a.house_number {
+            if let Some(dob) = &dob {
+                keys.push(format!("dh:{dob}|{number}"));
+            }
+            if let Some(last) = last {
+                keys.push(format!("lh:{}|{number}", last.phonetic));
+            }
+        }
+        if let (Some(street), Some(city)) = (&a.street, &a.city) {
+            keys.push(format!("cs:{street}|{city}"));
+        }
     }
     keys.sort();
     keys.dedup();

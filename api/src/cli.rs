@@ -1,0 +1,278 @@
+//! The offline commands: `resolve`, `train`, `eval` over record files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use c360_domain::Profile;
+use c360_matching::batch::{self, BatchResult};
+use c360_matching::eval::{pairwise, PairwiseMetrics};
+use c360_matching::model::Model;
+use c360_matching::rules::ResolutionConfig;
+use c360_matching::train::{train, TrainOptions};
+use c360_matching::{Engine, Features};
+use c360_services::input;
+use clap::Args;
+
+/// Where the engine's model and configuration come from.
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// A model file written by `c360 train` (default: the shipped model).
+    #[arg(long, env = "C360_MODEL")]
+    pub model: Option<PathBuf>,
+    /// A resolution config with rules and guard rails (default: the shipped one).
+    #[arg(long, env = "C360_RESOLUTION_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    pub fn model(&self) -> anyhow::Result<Model> {
+        match &self.model {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Model::from_json(&text).with_context(|| format!("model {}", path.display()))
+            }
+            None => Ok(Model::shipped()),
+        }
+    }
+
+    pub fn engine(&self) -> anyhow::Result<Engine> {
+        let config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                ResolutionConfig::from_json(&text)
+                    .with_context(|| format!("resolution config {}", path.display()))?
+            }
+            None => ResolutionConfig::shipped(),
+        };
+        Ok(Engine::new(self.model()?, config)?)
+    }
+}
+
+/// The parsed records of a file, parsed leniently (a value that does not parse is kept raw and
+/// left out of matching); rows without a valid `source`/`source_id` are reported on stderr and
+/// skipped.
+pub fn load_profiles(path: &Path) -> anyhow::Result<Vec<Profile>> {
+    let rows = input::read_file(path)?;
+    let mut profiles = Vec::with_capacity(rows.len());
+    let mut rejected = 0;
+    let mut flagged = 0;
+    for row in rows {
+        match row.map(|input| Profile::parse_lenient(&input)) {
+            Ok(Ok(profile)) => {
+                flagged += usize::from(!profile.invalid.is_empty());
+                profiles.push(profile);
+            }
+            Ok(Err(errors)) => {
+                rejected += 1;
+                if rejected <= 10 {
+                    eprintln!("rejected a record: {errors}");
+                }
+            }
+            Err(e) => {
+                rejected += 1;
+                if rejected <= 10 {
+                    eprintln!("rejected a row: {e}");
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{} records read, {flagged} with values that did not parse (kept raw, not matched on), {rejected} rows rejected",
+        profiles.len()
+    );
+    Ok(profiles)
+}
+
+pub fn features_of(profiles: &[Profile]) -> Vec<Features> {
+    batch::parallel_map(profiles, Features::of)
+}
+
+/// `source,source_id -> person` from a truth file.
+fn load_truth(path: &Path) -> anyhow::Result<HashMap<(String, String), String>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut truth = HashMap::new();
+    for row in reader.records() {
+        let row = row?;
+        let (Some(source), Some(id), Some(person)) = (row.get(0), row.get(1), row.get(2)) else {
+            bail!("{}: expected source,source_id,person_id", path.display());
+        };
+        truth.insert(
+            (source.to_ascii_lowercase(), id.to_owned()),
+            person.to_owned(),
+        );
+    }
+    Ok(truth)
+}
+
+pub fn print_batch_stats(result: &BatchResult, seconds: f64) {
+    let s = &result.stats;
+    eprintln!(
+        "{} records in {:.2}s ({:.0} records/s): {} keys ({} oversized, skipped), {} candidate pairs ({:.1} per record), {} links, {} vetoed by guard rails, {} for review, {} customers",
+        s.records,
+        seconds,
+        s.records as f64 / seconds.max(1e-9),
+        s.distinct_keys,
+        s.oversized_keys,
+        s.candidate_pairs,
+        s.candidate_pairs as f64 / (s.records.max(1)) as f64,
+        s.matched_pairs,
+        s.vetoed_links,
+        s.review_pairs,
+        s.customers
+    );
+}
+
+/// Prints up to `limit` true pairs the resolution missed and wrong pairs it made, with how each
+/// compared: the material for tuning blocking, levels and thresholds.
+fn show_errors(
+    engine: &Engine,
+    profiles: &[Profile],
+    features: &[Features],
+    predicted: &[u32],
+    truth: &[String],
+    limit: usize,
+) {
+    use c360_matching::compare::{Field, MISSING};
+    use c360_matching::model::NoFrequencies;
+    let describe = |i: usize, j: usize| {
+        let d = engine.decide(&features[i], &features[j], &NoFrequencies);
+        let levels: Vec<String> = Field::ALL
+            .into_iter()
+            .filter(|f| d.comparison.level(*f) != MISSING)
+            .map(|f| format!("{}={}", f.name(), f.level_name(d.comparison.level(f))))
+            .collect();
+        let (ki, kj) = (
+            c360_matching::blocking::keys(&features[i]),
+            c360_matching::blocking::keys(&features[j]),
+        );
+        let shared = ki.iter().any(|k| kj.contains(k));
+        format!(
+            "{} ~ {}: p={:.4} w={:.1} rule={:?} guard={:?} blocked_together={shared} [{}]",
+            profiles[i].key(),
+            profiles[j].key(),
+            d.score.probability,
+            d.score.weight,
+            d.rule,
+            d.guard,
+            levels.join(" ")
+        )
+    };
+    let mut by_person: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, t) in truth.iter().enumerate() {
+        by_person.entry(t.as_str()).or_default().push(i);
+    }
+    let mut missed = Vec::new();
+    for members in by_person.values() {
+        for (x, &i) in members.iter().enumerate() {
+            for &j in &members[x + 1..] {
+                if predicted[i] != predicted[j] {
+                    missed.push((i.min(j), i.max(j)));
+                }
+            }
+        }
+    }
+    missed.sort_unstable();
+    eprintln!("-- {} missed true pairs; the first {limit}:", missed.len());
+    for &(i, j) in missed.iter().take(limit) {
+        eprintln!("{}", describe(i, j));
+    }
+    let mut by_customer: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (i, &c) in predicted.iter().enumerate() {
+        by_customer.entry(c).or_default().push(i);
+    }
+    let mut wrong = Vec::new();
+    for members in by_customer.values() {
+        for (x, &i) in members.iter().enumerate() {
+            for &j in &members[x + 1..] {
+                if truth[i] != truth[j] {
+                    wrong.push((i.min(j), i.max(j)));
+                }
+            }
+        }
+    }
+    wrong.sort_unstable();
+    eprintln!("-- {} wrong pairs; the first {limit}:", wrong.len());
+    for &(i, j) in wrong.iter().take(limit) {
+        eprintln!("{}", describe(i, j));
+    }
+}
+
+/// Resolves a file and scores the result against ground truth.
+pub fn eval(
+    input: &Path,
+    truth: &Path,
+    engine_args: &EngineArgs,
+    show: usize,
+) -> anyhow::Result<PairwiseMetrics> {
+    let engine = engine_args.engine()?;
+    let profiles = load_profiles(input)?;
+    let truth = load_truth(truth)?;
+    let started = Instant::now();
+    let features = features_of(&profiles);
+    let result = batch::resolve(&engine, &features);
+    print_batch_stats(&result, started.elapsed().as_secs_f64());
+    let mut labels = Vec::with_capacity(profiles.len());
+    for p in &profiles {
+        let key = (p.source.to_string(), p.source_id.to_string());
+        let person = truth
+            .get(&key)
+            .with_context(|| format!("no truth for record {}/{}", key.0, key.1))?;
+        labels.push(person.clone());
+    }
+    let metrics = pairwise(&result.customer, &labels);
+    if show > 0 {
+        show_errors(
+            &engine,
+            &profiles,
+            &features,
+            &result.customer,
+            &labels,
+            show,
+        );
+    }
+    println!(
+        "precision {:.4}  recall {:.4}  F1 {:.4}  (pairs: predicted {}, true {}, correct {}; clusters: predicted {}, true {})",
+        metrics.precision,
+        metrics.recall,
+        metrics.f1,
+        metrics.predicted_pairs,
+        metrics.true_pairs,
+        metrics.true_positives,
+        metrics.predicted_clusters,
+        metrics.true_clusters
+    );
+    Ok(metrics)
+}
+
+/// Estimates a model from a file and writes it.
+pub fn train_model(input: &Path, output: &Path, engine: &EngineArgs) -> anyhow::Result<()> {
+    let base = engine.model()?;
+    let profiles = load_profiles(input)?;
+    let started = Instant::now();
+    let features = features_of(&profiles);
+    let config = ResolutionConfig::shipped();
+    let options = TrainOptions {
+        max_block_size: config.max_block_size,
+        ..TrainOptions::default()
+    };
+    let (model, report) = train(&base, &features, &options);
+    std::fs::write(output, model.to_json() + "\n")
+        .with_context(|| format!("writing {}", output.display()))?;
+    eprintln!(
+        "trained on {} records in {:.1}s: u from {} random pairs, m by EM over {} candidate pairs ({} iterations, {:.1}% estimated matches), prior {:.3e}; written to {}",
+        report.records,
+        started.elapsed().as_secs_f64(),
+        report.random_pairs,
+        report.candidate_pairs,
+        report.iterations,
+        report.candidate_match_share * 100.0,
+        model.prior,
+        output.display()
+    );
+    Ok(())
+}
