@@ -178,8 +178,18 @@ mod tests {
             (Field::FirstName, "different"),
             (Field::DateOfBirth, "exact"),
             (Field::LastName, "exact"),
+            (Field::Email, "different"),
         ]);
-        assert_eq!(config.guard(&twins).unwrap().name, "twins");
+        assert_eq!(config.guard(&twins).unwrap().name, "twins_with_own_email");
+        let renamed = comparison(&[
+            (Field::FirstName, "different"),
+            (Field::DateOfBirth, "exact"),
+            (Field::LastName, "exact"),
+        ]);
+        assert!(
+            config.guard(&renamed).is_none(),
+            "no conflicting identifier, no veto"
+        );
         let same = comparison(&[(Field::FirstName, "exact"), (Field::DateOfBirth, "exact")]);
         assert!(config.guard(&same).is_none());
         assert_eq!(same.level(Field::FirstName), EXACT);
