@@ -91,8 +91,15 @@ pub fn features_of(profiles: &[Profile]) -> Vec<Features> {
     batch::parallel_map(profiles, Features::of)
 }
 
-/// `source,source_id -> person` from a truth file.
-fn load_truth(path: &Path) -> anyhow::Result<HashMap<(String, String), String>> {
+/// A record's true person and, when the truth file has a fourth column, its hard-negative
+/// group (the household: records of other persons in it must stay apart).
+struct Truth {
+    person: String,
+    group: Option<String>,
+}
+
+/// `source,source_id -> person[,group]` from a truth file.
+fn load_truth(path: &Path) -> anyhow::Result<HashMap<(String, String), Truth>> {
     let mut reader =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let mut truth = HashMap::new();
@@ -101,12 +108,93 @@ fn load_truth(path: &Path) -> anyhow::Result<HashMap<(String, String), String>> 
         let (Some(source), Some(id), Some(person)) = (row.get(0), row.get(1), row.get(2)) else {
             bail!("{}: expected source,source_id,person_id", path.display());
         };
+        let group = row.get(3).filter(|g| !g.is_empty()).map(str::to_owned);
         truth.insert(
             (source.to_ascii_lowercase(), id.to_owned()),
-            person.to_owned(),
+            Truth {
+                person: person.to_owned(),
+                group,
+            },
         );
     }
     Ok(truth)
+}
+
+/// Of the record pairs that share a hard-negative group but are different persons, how many
+/// were kept apart.
+fn hard_negatives(predicted: &[u32], persons: &[String], groups: &[Option<String>]) -> (u64, u64) {
+    let mut by_group: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, g) in groups.iter().enumerate() {
+        if let Some(g) = g {
+            by_group.entry(g.as_str()).or_default().push(i);
+        }
+    }
+    let (mut total, mut apart) = (0, 0);
+    for members in by_group.values() {
+        for (x, &i) in members.iter().enumerate() {
+            for &j in &members[x + 1..] {
+                if persons[i] != persons[j] {
+                    total += 1;
+                    apart += u64::from(predicted[i] != predicted[j]);
+                }
+            }
+        }
+    }
+    (apart, total)
+}
+
+/// Writes `c360 gen` output: the records, and the truth with hard-negative groups.
+pub fn generate(records: usize, seed: u64, output: &Path, truth: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let generated = c360_services::synth::generate(records, seed);
+    let mut writer =
+        csv::Writer::from_path(output).with_context(|| format!("writing {}", output.display()))?;
+    writer.write_record(input::CSV_COLUMNS)?;
+    for r in &generated {
+        let i = &r.input;
+        let cells = [
+            &i.source,
+            &i.source_id,
+            &i.first_name,
+            &i.middle_name,
+            &i.last_name,
+            &i.email,
+            &i.phone,
+            &i.date_of_birth,
+            &i.address_line1,
+            &i.address_line2,
+            &i.city,
+            &i.state,
+            &i.postal_code,
+            &i.country,
+            &i.loyalty_id,
+            &i.device_id,
+            &i.cookie_id,
+            &i.updated_at,
+        ];
+        writer.write_record(cells.iter().map(|c| c.as_deref().unwrap_or("")))?;
+    }
+    writer.flush()?;
+    let mut writer =
+        csv::Writer::from_path(truth).with_context(|| format!("writing {}", truth.display()))?;
+    writer.write_record(["source", "source_id", "person_id", "hard_negative_group"])?;
+    for r in &generated {
+        writer.write_record([
+            r.input.source.as_deref().unwrap_or(""),
+            r.input.source_id.as_deref().unwrap_or(""),
+            &r.person_id,
+            &r.hard_negative_group,
+        ])?;
+    }
+    writer.flush()?;
+    eprintln!(
+        "{} records written to {} and their truth to {} in {:.1}s",
+        generated.len(),
+        output.display(),
+        truth.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 pub fn print_batch_stats(result: &BatchResult, seconds: f64) {
@@ -217,14 +305,23 @@ pub fn eval(
     let result = batch::resolve(&engine, &features);
     print_batch_stats(&result, started.elapsed().as_secs_f64());
     let mut labels = Vec::with_capacity(profiles.len());
+    let mut groups = Vec::with_capacity(profiles.len());
     for p in &profiles {
         let key = (p.source.to_string(), p.source_id.to_string());
-        let person = truth
+        let known = truth
             .get(&key)
             .with_context(|| format!("no truth for record {}/{}", key.0, key.1))?;
-        labels.push(person.clone());
+        labels.push(known.person.clone());
+        groups.push(known.group.clone());
     }
     let metrics = pairwise(&result.customer, &labels);
+    if groups.iter().any(Option::is_some) {
+        let (apart, total) = hard_negatives(&result.customer, &labels, &groups);
+        println!(
+            "hard negatives (different persons of one household): {apart} of {total} pairs kept apart ({:.4})",
+            apart as f64 / total.max(1) as f64
+        );
+    }
     if show > 0 {
         show_errors(
             &engine,

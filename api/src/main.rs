@@ -41,6 +41,20 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// Generate synthetic US customer records with ground truth.
+    Gen {
+        /// About how many records.
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Records (CSV).
+        #[arg(long)]
+        output: PathBuf,
+        /// Truth (CSV `source,source_id,person_id,hard_negative_group`).
+        #[arg(long)]
+        truth: PathBuf,
+    },
     /// Estimate a match model from a record file (u by random sampling, m by EM).
     Train {
         #[arg(long)]
@@ -77,6 +91,12 @@ async fn main() -> anyhow::Result<()> {
         } => {
             cli::eval(&input, &truth, &engine, show_errors)?;
         }
+        Command::Gen {
+            records,
+            seed,
+            output,
+            truth,
+        } => cli::generate(records, seed, &output, &truth)?,
         Command::Train {
             input,
             output,

@@ -30,18 +30,15 @@ pub enum Field {
     DateOfBirth,
     Email,
     Phone,
-    HouseNumber,
-    Street,
-    Unit,
-    City,
-    PostalCode,
-    Region,
+    /// The postal address as a whole: its parts (number, street, city, postal code) are far
+    /// from independent, so weighing each would count one fact several times.
+    Address,
     LoyaltyId,
     DeviceId,
     CookieId,
 }
 
-pub const FIELD_COUNT: usize = 14;
+pub const FIELD_COUNT: usize = 9;
 
 impl Field {
     pub const ALL: [Field; FIELD_COUNT] = [
@@ -50,12 +47,7 @@ impl Field {
         Field::DateOfBirth,
         Field::Email,
         Field::Phone,
-        Field::HouseNumber,
-        Field::Street,
-        Field::Unit,
-        Field::City,
-        Field::PostalCode,
-        Field::Region,
+        Field::Address,
         Field::LoyaltyId,
         Field::DeviceId,
         Field::CookieId,
@@ -76,9 +68,17 @@ impl Field {
                 "fuzzy",
                 "different",
             ],
-            Field::LastName | Field::Street => &["missing", "exact", "close", "fuzzy", "different"],
+            Field::LastName => &["missing", "exact", "close", "fuzzy", "different"],
             Field::Email => &["missing", "exact", "same_user", "different"],
-            Field::Region | Field::LoyaltyId | Field::DeviceId | Field::CookieId => {
+            Field::Address => &[
+                "missing",
+                "exact",
+                "close",
+                "same_street",
+                "same_area",
+                "different",
+            ],
+            Field::LoyaltyId | Field::DeviceId | Field::CookieId => {
                 &["missing", "exact", "different"]
             }
             _ => &["missing", "exact", "close", "different"],
@@ -111,12 +111,7 @@ impl Field {
             Field::DateOfBirth => "date_of_birth",
             Field::Email => "email",
             Field::Phone => "phone",
-            Field::HouseNumber => "house_number",
-            Field::Street => "street",
-            Field::Unit => "unit",
-            Field::City => "city",
-            Field::PostalCode => "postal_code",
-            Field::Region => "region",
+            Field::Address => "address",
             Field::LoyaltyId => "loyalty_id",
             Field::DeviceId => "device_id",
             Field::CookieId => "cookie_id",
@@ -205,6 +200,16 @@ fn first_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
     {
         return 4;
     }
+    // A mistyped nickname: "Zader" for Alexander is close to "Zander".
+    let near_family = |x: &str, y: &str| {
+        x.len() >= 3
+            && nicknames
+                .family(y)
+                .any(|n| n.len() >= 3 && jaro_winkler(x, n) >= 0.85)
+    };
+    if near_family(fa, fb) || near_family(fb, fa) {
+        return 4;
+    }
     5
 }
 
@@ -236,16 +241,6 @@ fn date_level(a: &chrono::NaiveDate, b: &chrono::NaiveDate) -> u8 {
         return 2;
     }
     3
-}
-
-fn typo_level(a: &str, b: &str) -> u8 {
-    if a == b {
-        EXACT
-    } else if damerau_levenshtein(a, b) <= 1 {
-        2
-    } else {
-        3
-    }
 }
 
 fn email_level(a: &str, b: &str) -> u8 {
@@ -281,30 +276,65 @@ fn exact_or_different(a: &str, b: &str) -> u8 {
     }
 }
 
-fn address_levels(a: &AddressFeature, b: &AddressFeature) -> [u8; 6] {
-    fn s(x: &Option<String>) -> Option<&str> {
-        x.as_deref()
+/// House numbers: `close` only for a slip that keeps the digits (a transposition, a digit
+/// dropped or doubled): 12 and 14 are neighbours, not a typo.
+fn house_level(a: &str, b: &str) -> u8 {
+    if a == b {
+        return EXACT;
     }
-    [
-        both(s(&a.house_number), s(&b.house_number), typo_level),
-        both(s(&a.street), s(&b.street), |x, y| {
-            graded(x, y, 0.92, Some(0.8), false)
-        }),
-        both(s(&a.unit), s(&b.unit), |x, y| {
-            graded(x, y, 0.85, None, false)
-        }),
-        both(s(&a.city), s(&b.city), |x, y| {
-            graded(x, y, 0.88, None, false)
-        }),
-        both(s(&a.postal_code), s(&b.postal_code), typo_level),
-        both(s(&a.region), s(&b.region), exact_or_different),
-    ]
+    let sorted = |s: &str| {
+        let mut c: Vec<char> = s.chars().collect();
+        c.sort_unstable();
+        c
+    };
+    if damerau_levenshtein(a, b) <= 1 && (a.len() != b.len() || sorted(a) == sorted(b)) {
+        2
+    } else {
+        3
+    }
 }
 
-/// How close two levels are to a full agreement, for picking the best pair of addresses.
-fn agreement(levels: &[u8]) -> usize {
-    levels.iter().filter(|&&l| l == EXACT).count() * 2
-        + levels.iter().filter(|&&l| l > EXACT).count()
+/// One address against another:
+/// - `exact`: same house number and street, in the same postal code or city (units, when both
+///   are given, agree);
+/// - `close`: the same with typos (a close street name, a one-digit slip in the number or the
+///   postal code);
+/// - `same_street`: the street in the same area, another number (neighbours, or a move down the
+///   road);
+/// - `same_area`: only the postal code or the city agree;
+/// - `different`: the postal code and the city disagree; `missing` when nothing is comparable.
+fn address_level(a: &AddressFeature, b: &AddressFeature) -> u8 {
+    fn pair<'x>(x: &'x Option<String>, y: &'x Option<String>) -> Option<(&'x str, &'x str)> {
+        Some((x.as_deref()?, y.as_deref()?))
+    }
+    let zip = pair(&a.postal_code, &b.postal_code);
+    let city = pair(&a.city, &b.city);
+    let zip_exact = zip.is_some_and(|(x, y)| x == y);
+    let zip_close = zip.is_some_and(|(x, y)| damerau_levenshtein(x, y) <= 1);
+    let city_same = city.is_some_and(|(x, y)| x == y || jaro_winkler(x, y) >= 0.88);
+    let area = zip_exact || city_same;
+    let area_close = area || zip_close;
+
+    let street = pair(&a.street, &b.street).map(|(x, y)| graded(x, y, 0.92, Some(0.8), false));
+    let house = pair(&a.house_number, &b.house_number).map(|(x, y)| house_level(x, y));
+    let units_agree = pair(&a.unit, &b.unit).is_none_or(|(x, y)| x == y);
+
+    match (street, house) {
+        (Some(EXACT), Some(EXACT)) if area && units_agree => return EXACT,
+        (Some(EXACT), Some(EXACT)) if area_close => return 2,
+        (Some(s), Some(h)) if s <= 3 && h <= 2 && area_close => return 2,
+        // No number on one side is no conflict: "Tindale Street" and "38 Tindale Street".
+        (Some(s), None) if s <= 2 && area => return 2,
+        (Some(s), _) if s <= 2 && area_close => return 3,
+        _ => {}
+    }
+    if area {
+        4
+    } else if zip.is_some() || city.is_some() {
+        5
+    } else {
+        MISSING
+    }
 }
 
 /// Compares two records field by field.
@@ -344,28 +374,16 @@ pub fn compare(a: &Features, b: &Features) -> Comparison {
         exact_or_different,
     );
 
-    let mut best: Option<[u8; 6]> = None;
+    let mut best = MISSING;
     for x in &a.addresses {
         for y in &b.addresses {
-            let candidate = address_levels(x, y);
-            if best.is_none_or(|b| agreement(&candidate) > agreement(&b)) {
-                best = Some(candidate);
+            let level = address_level(x, y);
+            if best == MISSING || (level != MISSING && level < best) {
+                best = level;
             }
         }
     }
-    if let Some(address) = best {
-        let fields = [
-            Field::HouseNumber,
-            Field::Street,
-            Field::Unit,
-            Field::City,
-            Field::PostalCode,
-            Field::Region,
-        ];
-        for (field, level) in fields.into_iter().zip(address) {
-            levels[field.index()] = level;
-        }
-    }
+    levels[Field::Address.index()] = best;
     Comparison {
         levels,
         names_swapped,
@@ -420,6 +438,11 @@ mod tests {
                 ("nickname", "close"),
             ),
             (("J", "Thompson"), ("John", "Tomsen"), ("fuzzy", "fuzzy")),
+            (
+                ("Zader", "Miller"),
+                ("Alexander", "Miller"),
+                ("fuzzy", "exact"),
+            ),
             (
                 ("Alice", "Smith"),
                 ("Maria", "Garcia"),
@@ -509,18 +532,53 @@ mod tests {
             ),
             vec![("email", "exact")]
         );
-        let levels = level_names(
-            json!({"address_line1": "12 North Main Street", "city": "Springfield", "postal_code": "62704"}),
-            json!({"address_line1": "12 N Main St Apt 2", "city": "Springfeld", "postal_code": "62705"}),
-        );
+        let address = |line: &str, city: &str, zip: &str| json!({"address_line1": line, "city": city, "postal_code": zip});
+        let cases = [
+            (
+                address("12 North Main Street", "Springfield", "62704"),
+                address("12 N Main St", "springfield", "62704"),
+                "exact",
+            ),
+            (
+                address("12 North Main Street", "Springfield", "62704"),
+                address("12 N Main St Apt 2", "Springfeld", "62705"),
+                "exact",
+            ),
+            (
+                address("12 Main Street", "Springfield", "62704"),
+                address("12 Mian Street", "Boston", "62705"),
+                "close",
+            ),
+            (
+                address("12 Main Street", "Springfield", "62704"),
+                address("14 Main Street", "Springfield", "62704"),
+                "same_street",
+            ),
+            (
+                address("12 Main Street", "Springfield", "62704"),
+                address("9 Oak Ave", "Springfield", "62704"),
+                "same_area",
+            ),
+            (
+                address("12 Main Street", "Springfield", "62704"),
+                address("12 Main Street", "Boston", "02108"),
+                "different",
+            ),
+        ];
+        for (a, b, expected) in cases {
+            assert_eq!(
+                level_names(a.clone(), b.clone()),
+                vec![("address", expected)],
+                "{a} / {b}"
+            );
+        }
         assert_eq!(
-            levels,
-            vec![
-                ("house_number", "exact"),
-                ("street", "exact"),
-                ("city", "close"),
-                ("postal_code", "close")
-            ]
+            level_names(
+                json!({"address_line1": "1 Elm St Apt 1", "postal_code": "10001"}),
+                json!({"address_line1": "1 Elm St Apt 2", "postal_code": "10001"})
+            ),
+            vec![("address", "close")],
+            "another apartment of the building"
         );
         assert_eq!(
             level_names(json!({"first_name": "Ann"}), json!({"last_name": "Lee"})),

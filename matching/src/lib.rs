@@ -17,6 +17,7 @@ pub mod features;
 pub mod graph;
 pub mod model;
 pub mod normalize;
+pub mod rng;
 pub mod rules;
 pub mod survivorship;
 pub mod train;

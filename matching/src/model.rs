@@ -181,8 +181,6 @@ fn agreed_value(field: Field, a: &Features) -> Option<&str> {
     match field {
         Field::FirstName => a.first.as_ref().map(|n| n.text.as_str()),
         Field::LastName => a.last.as_ref().map(|n| n.text.as_str()),
-        Field::City => a.main_address().and_then(|x| x.city.as_deref()),
-        Field::Street => a.main_address().and_then(|x| x.street.as_deref()),
         _ => None,
     }
 }

@@ -8,6 +8,7 @@ use crate::batch::{candidate_pairs, parallel_map};
 use crate::compare::{compare, Field, FIELD_COUNT, MISSING};
 use crate::features::Features;
 use crate::model::{LevelParams, Model};
+use crate::rng::SplitMix;
 
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -39,23 +40,6 @@ pub struct TrainReport {
     pub candidate_match_share: f64,
 }
 
-/// A small, fast, seedable generator (SplitMix64): training must be reproducible.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 type Pattern = [u8; FIELD_COUNT];
 
 /// Level counts per field over a set of comparison patterns, weighted.
@@ -82,7 +66,7 @@ fn level_shares(patterns: &[(Pattern, f64)]) -> [[f64; 8]; FIELD_COUNT] {
 /// Estimates a model from `features`, keeping `base`'s thresholds and settings.
 pub fn train(base: &Model, features: &[Features], options: &TrainOptions) -> (Model, TrainReport) {
     let n = features.len();
-    let mut rng = SplitMix(options.seed);
+    let mut rng = SplitMix::new(options.seed);
     let random: Vec<(usize, usize)> = if n < 2 {
         Vec::new()
     } else {

@@ -5,6 +5,7 @@ pub mod error;
 pub mod input;
 pub mod resolver;
 pub mod store;
+pub mod synth;
 
 pub use error::{ServiceError, StoreError};
 pub use resolver::{Resolver, StoreCounts};

@@ -61,7 +61,10 @@ pub fn clean(text: &str) -> String {
 /// Nickname groups: each given name maps to the groups it belongs to (Chris is in Christopher's
 /// and in Christine's).
 pub struct Nicknames {
+    /// The canonical (formal) name of each group.
     groups: Vec<String>,
+    /// The names of each group, canonical included.
+    members: Vec<Vec<String>>,
     by_name: HashMap<String, Vec<u32>>,
 }
 
@@ -76,6 +79,7 @@ impl Nicknames {
     pub fn parse(text: &str) -> Self {
         let mut table = Self {
             groups: Vec::new(),
+            members: Vec::new(),
             by_name: HashMap::new(),
         };
         for line in text.lines().map(str::trim) {
@@ -88,15 +92,18 @@ impl Nicknames {
             let canonical = fold(canonical);
             let id = table.groups.len() as u32;
             table.groups.push(canonical.clone());
+            let mut members: Vec<String> = Vec::new();
             for name in std::iter::once(canonical).chain(nicks.split(',').map(fold)) {
-                if name.is_empty() {
+                if name.is_empty() || members.contains(&name) {
                     continue;
                 }
-                let ids = table.by_name.entry(name).or_default();
+                let ids = table.by_name.entry(name.clone()).or_default();
                 if !ids.contains(&id) {
                     ids.push(id);
                 }
+                members.push(name);
             }
+            table.members.push(members);
         }
         table
     }
@@ -112,6 +119,32 @@ impl Nicknames {
             .get(name)
             .and_then(|ids| ids.first())
             .map_or(name, |&id| self.groups[id as usize].as_str())
+    }
+
+    /// The nicknames of a formal name: the other names of the groups it heads (`robert` ->
+    /// `bob`, `bobby`, `rob`...). A nickname has none (`bob` does not stand for `bobby`).
+    pub fn variants(&self, name: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .groups
+            .iter()
+            .zip(&self.members)
+            .filter(|(head, _)| head.as_str() == name)
+            .flat_map(|(_, members)| members.iter().map(String::as_str))
+            .filter(|m| *m != name)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Every name that shares a group with `name` (the name itself excluded).
+    pub fn family<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .flat_map(|&id| self.members[id as usize].iter().map(String::as_str))
+            .filter(move |m| *m != name)
     }
 
     /// Whether two (folded) given names can be the same person's: equal, or in one group.
@@ -184,6 +217,10 @@ mod tests {
         assert!(!n.related("zorblax", "robert"));
         assert_eq!(n.canonical("bob"), "robert");
         assert_eq!(n.canonical("zorblax"), "zorblax");
+        assert!(n.variants("robert").contains(&"bob"));
+        assert!(n.variants("zorblax").is_empty());
+        assert!(n.variants("bob").is_empty(), "a nickname heads no group");
+        assert!(!n.variants("mary").contains(&"rosemary"));
     }
 
     #[test]
