@@ -226,9 +226,9 @@ fn show_errors(
     limit: usize,
 ) {
     use c360_matching::compare::{Field, MISSING};
-    use c360_matching::model::NoFrequencies;
+    use c360_matching::model::UnknownPopulation;
     let describe = |i: usize, j: usize| {
-        let d = engine.decide(&features[i], &features[j], &NoFrequencies);
+        let d = engine.decide(&features[i], &features[j], &UnknownPopulation);
         let levels: Vec<String> = Field::ALL
             .into_iter()
             .filter(|f| d.comparison.level(*f) != MISSING)

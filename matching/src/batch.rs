@@ -13,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use crate::compare::Field;
 use crate::features::Features;
 use crate::graph::GuardedClusters;
-use crate::model::TermFrequencies;
+use crate::model::Population;
 use crate::{blocking, Engine, PairDecision, Verdict};
 
 /// Value frequencies of first and last names over a set of records.
@@ -51,7 +51,11 @@ impl FrequencyTable {
     }
 }
 
-impl TermFrequencies for FrequencyTable {
+impl Population for FrequencyTable {
+    fn size(&self) -> Option<f64> {
+        Some(self.total)
+    }
+
     fn frequency(&self, field: Field, value: &str) -> Option<f64> {
         if self.total < 1000.0 {
             // Too few records for frequencies to mean anything.
@@ -164,7 +168,7 @@ pub fn resolve(engine: &Engine, features: &[Features]) -> BatchResult {
         }
     });
 
-    let mut links: Vec<(f64, u32, u32)> = Vec::new();
+    let mut links: Vec<(f64, u32, u32, bool)> = Vec::new();
     let mut reviews = Vec::new();
     for ((i, j), decision) in pairs.iter().zip(decisions) {
         let Some((weight, d)) = decision else {
@@ -177,7 +181,8 @@ pub fn resolve(engine: &Engine, features: &[Features]) -> BatchResult {
                 } else {
                     weight
                 };
-                links.push((priority, *i, *j));
+                let names = d.comparison.level(Field::FirstName) != crate::compare::MISSING;
+                links.push((priority, *i, *j, names));
             }
             _ => reviews.push((*i, *j, d.score.probability)),
         }
@@ -186,9 +191,9 @@ pub fn resolve(engine: &Engine, features: &[Features]) -> BatchResult {
 
     let mut clusters = GuardedClusters::new(features.len());
     let mut vetoed = 0;
-    for &(_, i, j) in &links {
+    for &(_, i, j, names) in &links {
         let merged = clusters.union_unless(i as usize, j as usize, |a, b| {
-            engine.conflict(&features[a], &features[b]).is_some()
+            engine.conflict(&features[a], &features[b], names).is_some()
         });
         if merged.is_err() {
             vetoed += 1;

@@ -11,11 +11,12 @@ fn zip3(zip: &str) -> &str {
 /// The blocking keys of a record, deduplicated. Prefixes name the rule:
 /// - `em`, `ph`, `ly`, `dv`, `ck`: an exact identifier (email, phone, loyalty, device, cookie);
 /// - `nz`: phonetic surname + first initial + ZIP3;
-/// - `dl`: date of birth + phonetic surname; `df`: date of birth + phonetic first name;
+/// - `dn`: date of birth + the phonetic code of either name (the same prefix for both, so that
+///   swapped first and last names still meet);
 /// - `dz`: date of birth + postal code (catches a changed surname);
 /// - `ad`: house number + first street word + postal code; `sz`: street + postal code;
-/// - `lz`: phonetic surname + postal code; `fz`: canonical first name + postal code;
-/// - `nn`: canonical first name + phonetic surname, `np`: both names phonetic (movers:
+/// - `pz`: phonetic code of either name + postal code; `fz`: canonical first name + postal code;
+/// - `nn`: canonical first name + phonetic surname, `np`: both names phonetic, sorted (movers:
 ///   nothing else in common);
 /// - `dh`: date of birth + house number, `lh`: phonetic surname + house number, `cs`: street +
 ///   city (a typo in the postal code).
@@ -49,10 +50,10 @@ pub fn keys(f: &Features) -> Vec<String> {
     }
     if let Some(dob) = &dob {
         if let Some(last) = last {
-            keys.push(format!("dl:{dob}|{}", last.phonetic));
+            keys.push(format!("dn:{dob}|{}", last.phonetic));
         }
         if let Some(first) = first.filter(|n| !n.phonetic.is_empty()) {
-            keys.push(format!("df:{dob}|{}", first.phonetic));
+            keys.push(format!("dn:{dob}|{}", first.phonetic));
         }
         if let Some(zip) = zip {
             keys.push(format!("dz:{dob}|{zip}"));
@@ -72,16 +73,25 @@ pub fn keys(f: &Features) -> Vec<String> {
     }
     if let Some(zip) = zip {
         if let Some(last) = last {
-            keys.push(format!("lz:{}|{zip}", last.phonetic));
+            keys.push(format!("pz:{}|{zip}", last.phonetic));
         }
         if let Some(first) = first {
             keys.push(format!("fz:{}|{zip}", first.canonical));
+            if !first.phonetic.is_empty() {
+                keys.push(format!("pz:{}|{zip}", first.phonetic));
+            }
         }
     }
     if let (Some(first), Some(last)) = (first, last) {
         keys.push(format!("nn:{}|{}", first.canonical, last.phonetic));
         if !first.phonetic.is_empty() {
-            keys.push(format!("np:{}|{}", first.phonetic, last.phonetic));
+            // In sorted order, so that swapped first and last names share the key.
+            let (x, y) = if first.phonetic <= last.phonetic {
+                (&first.phonetic, &last.phonetic)
+            } else {
+                (&last.phonetic, &first.phonetic)
+            };
+            keys.push(format!("np:{x}|{y}"));
         }
     }
     if let Some(a) = address {

@@ -347,9 +347,15 @@ pub fn compare(a: &Features, b: &Features) -> Comparison {
     if let (Some(af), Some(al), Some(bf), Some(bl)) = (&a.first, &a.last, &b.first, &b.last) {
         let first = levels[Field::FirstName.index()];
         let same = |x: &NameFeature, y: &NameFeature| {
-            x.text == y.text || jaro_winkler(&x.text, &y.text) >= 0.92
+            x.text == y.text
+                || jaro_winkler(&x.text, &y.text) >= 0.85
+                || (!x.phonetic.is_empty() && x.phonetic == y.phonetic)
         };
-        if first != EXACT && same(af, bl) && same(al, bf) {
+        // Swapped only when crossing the names fits clearly better than reading them straight
+        // ("Jon Johnson" and "John Jonson" are not swapped).
+        let straight = jaro_winkler(&af.text, &bf.text) + jaro_winkler(&al.text, &bl.text);
+        let crossed = jaro_winkler(&af.text, &bl.text) + jaro_winkler(&al.text, &bf.text);
+        if first != EXACT && crossed > straight + 0.2 && same(af, bl) && same(al, bf) {
             names_swapped = true;
             levels[Field::FirstName.index()] = 3;
             levels[Field::LastName.index()] = 2;

@@ -26,7 +26,7 @@ use c360_domain::{FieldEvidence, IdentifierKind, LinkEvidence, Profile};
 
 use crate::compare::{Comparison, Field, MISSING};
 pub use crate::features::Features;
-use crate::model::{CompiledModel, Model, Score, TermFrequencies};
+use crate::model::{CompiledModel, Model, Population, Score};
 use crate::rules::{CompiledConfig, ConfigError, ResolutionConfig};
 
 /// The normalized identifiers of a record, as they are indexed for look-ups: canonical email
@@ -95,7 +95,7 @@ impl Engine {
 
     /// Compares two records and decides: rules first, then the score; a guard rail vetoes
     /// either.
-    pub fn decide(&self, a: &Features, b: &Features, tf: &dyn TermFrequencies) -> PairDecision {
+    pub fn decide(&self, a: &Features, b: &Features, tf: &dyn Population) -> PairDecision {
         let comparison = compare::compare(a, b);
         self.decide_compared(comparison, a, tf)
     }
@@ -104,7 +104,7 @@ impl Engine {
         &self,
         comparison: Comparison,
         a: &Features,
-        tf: &dyn TermFrequencies,
+        tf: &dyn Population,
     ) -> PairDecision {
         let score = self.model.score(&comparison, a, tf);
         let rule = self.config.rule(&comparison).map(|r| r.name.clone());
@@ -132,11 +132,25 @@ impl Engine {
         }
     }
 
-    /// Whether a guard rail forbids these two records being one person.
-    pub fn conflict(&self, a: &Features, b: &Features) -> Option<String> {
-        self.config
-            .guard(&compare::compare(a, b))
-            .map(|g| g.name.clone())
+    /// Whether a guard rail forbids these two records being in one customer (checked across
+    /// the records of two customers about to merge). `link_compared_names` tells whether the
+    /// link that would merge them compared first names: a link that did vouches for the names
+    /// on its own, so only the guards marked `across_customers` apply; a link without names (an
+    /// email or a phone alone, as a family's shared ones) cannot outweigh a name conflict
+    /// anywhere in the two customers, so every guard applies.
+    pub fn conflict(
+        &self,
+        a: &Features,
+        b: &Features,
+        link_compared_names: bool,
+    ) -> Option<String> {
+        let comparison = compare::compare(a, b);
+        let guard = if link_compared_names {
+            self.config.customer_guard(&comparison)
+        } else {
+            self.config.guard(&comparison)
+        };
+        guard.map(|g| g.name.clone())
     }
 
     /// The evidence of a decision, as stored on an edge and shown to people.
@@ -189,7 +203,7 @@ mod tests {
             serde_json::json!({"source": "web", "source_id": "2", "first_name": "Bob", "last_name": "Smith",
             "date_of_birth": "1984-07-12", "address_line1": "12 Main Street", "postal_code": "62704"}),
         );
-        let decision = engine.decide(&a, &b, &model::NoFrequencies);
+        let decision = engine.decide(&a, &b, &model::UnknownPopulation);
         assert_eq!(decision.verdict, Verdict::Match, "{decision:?}");
         let LinkEvidence::Score {
             fields,
@@ -216,7 +230,7 @@ mod tests {
             serde_json::json!({"source": "web", "source_id": "2", "first_name": "Sofia", "last_name": "Lopez",
             "email": "lopez.family@example.com", "date_of_birth": "2001-09-14", "address_line1": "5 Oak Ave", "postal_code": "10001"}),
         );
-        let decision = engine.decide(&parent, &child, &model::NoFrequencies);
+        let decision = engine.decide(&parent, &child, &model::UnknownPopulation);
         assert_ne!(decision.verdict, Verdict::Match, "{decision:?}");
         assert_eq!(
             decision.guard.as_deref(),

@@ -39,8 +39,13 @@ pub struct Model {
     pub version: String,
     #[serde(default)]
     pub description: String,
-    /// Probability that two records drawn at random are the same person.
+    /// Probability that two records drawn at random are the same person, used when the number
+    /// of records is unknown.
     pub prior: f64,
+    /// How many other records of the same person a record has, on average: with `n` records
+    /// the prior is `duplicates_per_record / (n - 1)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicates_per_record: Option<f64>,
     /// Pairs at or above this probability are linked.
     pub match_probability: f64,
     /// Pairs at or above this probability, but below `match_probability`, go to review.
@@ -64,16 +69,22 @@ pub enum ModelError {
     Threshold(&'static str),
 }
 
-/// Frequencies of values, for the term-frequency adjustment.
-pub trait TermFrequencies {
+/// What is known of the records being resolved: how many there are (the prior of a match
+/// shrinks as they grow: a random pair of a million records matches less often than one of a
+/// thousand) and how common each name is (for the term-frequency adjustment).
+pub trait Population {
+    /// How many records there are, if known.
+    fn size(&self) -> Option<f64> {
+        None
+    }
     /// The share of records whose `field` has `value`, if known.
     fn frequency(&self, field: Field, value: &str) -> Option<f64>;
 }
 
-/// No frequencies known: no adjustment.
-pub struct NoFrequencies;
+/// Nothing known: the model's own prior, no term-frequency adjustment.
+pub struct UnknownPopulation;
 
-impl TermFrequencies for NoFrequencies {
+impl Population for UnknownPopulation {
     fn frequency(&self, _: Field, _: &str) -> Option<f64> {
         None
     }
@@ -204,9 +215,21 @@ impl CompiledModel {
     }
 
     /// Scores a compared pair; `a` supplies the agreed values for term frequencies.
-    pub fn score(&self, comparison: &Comparison, a: &Features, tf: &dyn TermFrequencies) -> Score {
+    /// The prior weight for a population: from its size when both it and the model's
+    /// duplicate rate are known, else the model's fixed prior.
+    pub fn prior_weight_for(&self, population: &dyn Population) -> f64 {
+        match (population.size(), self.model.duplicates_per_record) {
+            (Some(n), Some(rate)) if n > 1.0 && rate > 0.0 => {
+                let prior = (rate / (n - 1.0)).clamp(1e-12, 0.5);
+                (prior / (1.0 - prior)).log2()
+            }
+            _ => self.prior_weight,
+        }
+    }
+
+    pub fn score(&self, comparison: &Comparison, a: &Features, tf: &dyn Population) -> Score {
         let mut contributions = [0.0; FIELD_COUNT];
-        let mut weight = self.prior_weight;
+        let mut weight = self.prior_weight_for(tf);
         for field in Field::ALL {
             let level = comparison.level(field);
             if level == MISSING {
@@ -264,13 +287,19 @@ mod tests {
 
     #[test]
     fn weights_add_up_and_rare_names_weigh_more() {
-        struct Freq;
-        impl TermFrequencies for Freq {
+        let model = Model::shipped().compile();
+        let exact_u = model.model.fields[&Field::LastName]["exact"].u;
+        // "smith" is four times as common as the average agreeing surname, "quixote" rare.
+        struct Freq(f64);
+        impl Population for Freq {
             fn frequency(&self, _: Field, value: &str) -> Option<f64> {
-                Some(if value == "smith" { 0.01 } else { 0.00001 })
+                Some(if value == "smith" {
+                    self.0 * 4.0
+                } else {
+                    self.0 / 100.0
+                })
             }
         }
-        let model = Model::shipped().compile();
         let mut comparison = Comparison {
             levels: [MISSING; FIELD_COUNT],
             names_swapped: false,
@@ -284,9 +313,9 @@ mod tests {
             }),
             ..Features::default()
         };
-        let plain = model.score(&comparison, &features("smith"), &NoFrequencies);
-        let common = model.score(&comparison, &features("smith"), &Freq);
-        let rare = model.score(&comparison, &features("quixote"), &Freq);
+        let plain = model.score(&comparison, &features("smith"), &UnknownPopulation);
+        let common = model.score(&comparison, &features("smith"), &Freq(exact_u));
+        let rare = model.score(&comparison, &features("quixote"), &Freq(exact_u));
         assert!(common.weight < plain.weight && plain.weight < rare.weight);
         let expected = model.prior_weight() + model.level_weight(Field::LastName, EXACT);
         assert!((plain.weight - expected).abs() < 1e-9);

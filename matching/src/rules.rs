@@ -15,6 +15,14 @@ pub struct Condition {
     #[serde(default)]
     pub description: String,
     pub when: BTreeMap<Field, Vec<String>>,
+    /// Guards only: whether the guard is also checked between every record of two customers
+    /// about to merge (default), or only on the linking pair itself.
+    #[serde(default = "yes", skip_serializing_if = "Clone::clone")]
+    pub across_customers: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The resolution configuration: rules, guard rails, limits.
@@ -46,6 +54,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct CompiledCondition {
     pub name: String,
+    pub across_customers: bool,
     allowed: [u8; FIELD_COUNT],
 }
 
@@ -71,6 +80,7 @@ impl CompiledCondition {
         }
         Ok(Self {
             name: condition.name.clone(),
+            across_customers: condition.across_customers,
             allowed,
         })
     }
@@ -133,6 +143,13 @@ impl CompiledConfig {
     /// The first guard rail that forbids linking this pair.
     pub fn guard(&self, comparison: &Comparison) -> Option<&CompiledCondition> {
         self.guards.iter().find(|g| g.holds(comparison))
+    }
+
+    /// The first guard rail that forbids these two records being in one customer.
+    pub fn customer_guard(&self, comparison: &Comparison) -> Option<&CompiledCondition> {
+        self.guards
+            .iter()
+            .find(|g| g.across_customers && g.holds(comparison))
     }
 }
 

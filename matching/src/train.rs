@@ -161,6 +161,7 @@ pub fn train(base: &Model, features: &[Features], options: &TrainOptions) -> (Mo
     let all_pairs = (n as f64) * (n as f64 - 1.0) / 2.0;
     let expected_matches = lambda * pairs.len() as f64;
     model.prior = (expected_matches / all_pairs.max(1.0)).clamp(1e-12, 0.5);
+    model.duplicates_per_record = Some(2.0 * expected_matches / (n.max(1) as f64));
     model.version = format!("trained-{n}-records");
     model.description = format!(
         "Trained by c360 train on {n} records: u from {} random pairs, m by EM over {} candidate pairs.",

@@ -17,7 +17,8 @@ use c360_domain::{
     IngestOutcome, IngestResult, LinkEvidence, MemberRecord, Profile, RecordKey, RecordView,
     SourceId, SourceName,
 };
-use c360_matching::model::NoFrequencies;
+use c360_matching::compare::{Field, MISSING};
+use c360_matching::model::UnknownPopulation;
 use c360_matching::{
     blocking, graph, identifier_keys, normalize, survivorship, Engine, Features, Verdict,
 };
@@ -67,6 +68,8 @@ struct Link {
     evidence: LinkEvidence,
     /// Rules rank above any score.
     strength: f64,
+    /// Whether the pair's first names were compared (see [`Engine::conflict`]).
+    names_compared: bool,
 }
 
 fn now_millis() -> i64 {
@@ -351,7 +354,7 @@ impl Resolver {
             .iter()
             .filter_map(|candidate| {
                 let theirs = Features::of(&candidate.profile);
-                let decision = self.engine.decide(probe, &theirs, &NoFrequencies);
+                let decision = self.engine.decide(probe, &theirs, &UnknownPopulation);
                 (decision.verdict == Verdict::Match).then(|| Link {
                     other: candidate.profile.key(),
                     strength: if decision.rule.is_some() {
@@ -360,6 +363,7 @@ impl Resolver {
                         decision.score.weight
                     },
                     evidence: self.engine.evidence(&decision),
+                    names_compared: decision.comparison.level(Field::FirstName) != MISSING,
                 })
             })
             .collect();
@@ -413,7 +417,7 @@ impl Resolver {
                     accepted_members
                         .iter()
                         .take(64)
-                        .find_map(|a| self.engine.conflict(a, m))
+                        .find_map(|a| self.engine.conflict(a, m, link.names_compared))
                 });
                 if let Some(guard) = conflict {
                     tracing::info!(guard, "link refused by a guard rail");
@@ -464,6 +468,7 @@ impl Resolver {
                     other: kb,
                     evidence,
                     strength: 0.0,
+                    names_compared: true,
                 };
                 insert_links(&mut write.tx, &ka, &[link], now).await?;
                 edges.push((a, b));
@@ -569,7 +574,7 @@ impl Resolver {
                 }
                 let decision = self
                     .engine
-                    .decide(&features[i], &features[j], &NoFrequencies);
+                    .decide(&features[i], &features[j], &UnknownPopulation);
                 if decision.verdict == Verdict::Match {
                     joined.insert(pair);
                     found.push((i, j, self.engine.evidence(&decision)));

@@ -627,7 +627,7 @@ fn random_address(rng: &mut SplitMix, city: usize) -> Address {
     Address {
         number: 1 + rng.below(9_899) as u32,
         direction: rng.chance(0.2).then(|| rng.below(DIRECTIONS.len())),
-        street: *rng.pick(STREETS),
+        street: STREETS[rng.below(STREETS.len())],
         suffix: rng.below(SUFFIXES.len()),
         unit: rng.chance(0.25).then(|| format!("{}", 1 + rng.below(40))),
         city,
@@ -720,7 +720,9 @@ fn format_address(rng: &mut SplitMix, a: &Address, record: &mut RecordInput) {
     // Clerks slip on house numbers too: a digit dropped or two swapped.
     let mut number = a.number.to_string();
     if rng.chance(0.03) {
-        number = typo(rng, &format!("{number}0")).trim_end_matches('0').to_owned();
+        number = typo(rng, &format!("{number}0"))
+            .trim_end_matches('0')
+            .to_owned();
         if number.is_empty() {
             number = a.number.to_string();
         }
@@ -895,7 +897,7 @@ pub fn generate(records: usize, seed: u64) -> Vec<SyntheticRecord> {
                 _ => &person.address,
             };
             let wants = |rng: &mut SplitMix, p: f64| rng.chance(p);
-            let email = if person.family_email.is_some() && rng.chance(0.3) {
+            let email = if person.family_email.is_some() && rng.chance(0.2) {
                 person.family_email.clone()
             } else {
                 Some(person.email.clone())
@@ -922,7 +924,7 @@ pub fn generate(records: usize, seed: u64) -> Vec<SyntheticRecord> {
                     wants(&mut rng, 0.6),
                 ),
                 "pos" => (
-                    wants(&mut rng, 0.85),
+                    wants(&mut rng, 0.9),
                     wants(&mut rng, 0.3),
                     wants(&mut rng, 0.9),
                     false,
@@ -936,7 +938,7 @@ pub fn generate(records: usize, seed: u64) -> Vec<SyntheticRecord> {
                     wants(&mut rng, 0.3),
                 ),
                 _ => (
-                    wants(&mut rng, 0.7),
+                    wants(&mut rng, 0.8),
                     wants(&mut rng, 0.95),
                     wants(&mut rng, 0.7),
                     false,
