@@ -4,7 +4,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use c360_services::Resolver;
 use tower_http::timeout::TimeoutLayer;
@@ -16,7 +16,7 @@ use crate::config::ServeConfig;
 use crate::metrics::{track, Metrics};
 use crate::openapi::ApiDoc;
 use crate::problem::{problem_for_status, problem_response, ApiError};
-use crate::routes::{customers, ops, records};
+use crate::routes::{curation, customers, ops, records};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -33,6 +33,18 @@ pub fn router(state: AppState, config: &ServeConfig) -> Router {
         )
         .route("/v1/customers", get(customers::find_customers))
         .route("/v1/customers/{customer_id}", get(customers::get_customer))
+        .route(
+            "/v1/customers/{customer_id}/graph",
+            get(curation::customer_graph),
+        )
+        .route("/v1/match", post(curation::match_probe))
+        .route("/v1/reviews", get(curation::list_reviews))
+        .route("/v1/reviews/{review_id}", post(curation::decide_review))
+        .route(
+            "/v1/links",
+            get(curation::list_links).post(curation::add_link),
+        )
+        .route("/v1/links/{link_id}", delete(curation::undo_link))
         .route_layer(middleware::from_fn_with_state(
             config.api_keys.clone(),
             require_key,

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{customers, ops, records};
+use crate::routes::{curation, customers, ops, records};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,13 @@ use crate::routes::{customers, ops, records};
         records::delete_record,
         customers::get_customer,
         customers::find_customers,
+        curation::customer_graph,
+        curation::match_probe,
+        curation::list_reviews,
+        curation::decide_review,
+        curation::add_link,
+        curation::list_links,
+        curation::undo_link,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -28,7 +35,8 @@ use crate::routes::{customers, ops, records};
     modifiers(&BearerAuth),
     tags(
         (name = "records", description = "Profile records from source systems"),
-        (name = "customers", description = "The single customer view"),
+        (name = "customers", description = "The single customer view, its graph, and who-is-this matching"),
+        (name = "curation", description = "Review queue and manual links"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

@@ -50,6 +50,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("this API key is read-only")]
     Forbidden,
+    #[error("{0}")]
+    Conflict(String),
     #[error("the database is unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -95,6 +97,11 @@ impl ApiError {
                 "Authentication required",
             ),
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Not allowed"),
+            Self::Conflict(_) => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict with the current state",
+            ),
             Self::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -129,6 +136,7 @@ impl From<ServiceError> for ApiError {
         match error {
             ServiceError::Invalid(e) => Self::Invalid(e),
             ServiceError::NotFound(what) => Self::NotFound(format!("{what} not found")),
+            ServiceError::Conflict(why) => Self::Conflict(why),
             ServiceError::Store(e) => {
                 // Store errors carry no PII: queries bind values, and messages name tables.
                 tracing::error!(error = %e, "store failure");

@@ -5,6 +5,7 @@
 //! either returns a well-formed newtype or a [`FieldError`] naming the field and the reason.
 //! Nothing here does I/O.
 
+pub mod curation;
 pub mod customer;
 pub mod error;
 pub mod ids;
@@ -12,6 +13,10 @@ pub mod outcome;
 pub mod record;
 pub mod values;
 
+pub use curation::{
+    CustomerGraph, GraphEdge, GraphNode, ManualLink, ManualLinkKind, MatchCandidate, MatchResult,
+    MatchVerdict, ReviewItem, ReviewStatus,
+};
 pub use customer::{
     CustomerView, Enrichment, FieldEvidence, GoldenAddress, GoldenRecord, GoldenValue,
     IdentifierEntry, LinkEvidence, MemberRecord, RecordView,

@@ -4,6 +4,14 @@
 
 use crate::features::Features;
 
+/// Whether a key is an exact identifier (email, phone, loyalty, device, cookie) rather than a
+/// fuzzy combination of names, dates and addresses.
+pub fn is_identifier_key(key: &str) -> bool {
+    ["em:", "ph:", "ly:", "dv:", "ck:"]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
+}
+
 fn zip3(zip: &str) -> &str {
     zip.get(..3).unwrap_or(zip)
 }

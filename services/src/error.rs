@@ -37,6 +37,9 @@ pub enum ServiceError {
     Invalid(#[from] ValidationErrors),
     #[error("{0} not found")]
     NotFound(String),
+    /// The request contradicts the current state (e.g. a must-link where a cannot-link is).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -34,18 +34,21 @@ const MAX_ATTEMPTS: u32 = 8;
 /// At most this many stored records are read per blocking key: a key shared by more records
 /// (a family email, a placeholder phone) is capped rather than compared all-to-all.
 const CANDIDATES_PER_KEY: i64 = 200;
+/// Keys built from names, dates and addresses are fuzzy evidence: fewer candidates each, the
+/// most recently changed first.
+const CANDIDATES_PER_FUZZY_KEY: i64 = 50;
 /// A new record keeps at most this many edges into each customer it joins: enough that one
 /// deleted record rarely disconnects the rest, without growing quadratically in big customers.
 const LINKS_PER_CUSTOMER: usize = 3;
 
 /// A stored record with its bookkeeping.
 #[derive(Debug, Clone)]
-struct StoredRecord {
-    profile: Profile,
-    customer_id: CustomerId,
-    source_updated_at: Option<i64>,
-    first_seen_at: i64,
-    last_changed_at: i64,
+pub(crate) struct StoredRecord {
+    pub(crate) profile: Profile,
+    pub(crate) customer_id: CustomerId,
+    pub(crate) source_updated_at: Option<i64>,
+    pub(crate) first_seen_at: i64,
+    pub(crate) last_changed_at: i64,
 }
 
 /// Sizes of the store, for metrics.
@@ -57,45 +60,62 @@ pub struct StoreCounts {
 
 #[derive(Clone)]
 pub struct Resolver {
-    db: Database,
-    engine: Arc<Engine>,
+    pub(crate) db: Database,
+    pub(crate) engine: Arc<Engine>,
+}
+
+/// A pair the engine could not settle: it goes to the review queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Review {
+    pub(crate) other: RecordKey,
+    pub(crate) probability: f64,
+    /// `possible_match`, or the guard rail that held the link back.
+    pub(crate) reason: String,
+    pub(crate) evidence: LinkEvidence,
+}
+
+/// What the engine found for the record being resolved: links to make, pairs to review.
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    pub(crate) links: Vec<Link>,
+    pub(crate) reviews: Vec<Review>,
 }
 
 /// A link the engine accepted between the record being resolved and a stored one.
 #[derive(Debug, Clone)]
-struct Link {
-    other: RecordKey,
-    evidence: LinkEvidence,
+pub(crate) struct Link {
+    pub(crate) other: RecordKey,
+    pub(crate) evidence: LinkEvidence,
     /// Rules rank above any score.
-    strength: f64,
+    pub(crate) strength: f64,
     /// Whether the pair's first names were compared (see [`Engine::conflict`]).
-    names_compared: bool,
+    pub(crate) names_compared: bool,
 }
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-fn to_time(millis: i64) -> DateTime<Utc> {
+pub(crate) fn to_time(millis: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(millis)
         .single()
         .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
 }
 
-fn new_customer_id() -> CustomerId {
+pub(crate) fn new_customer_id() -> CustomerId {
     CustomerId::from_uuid_simple(&uuid::Uuid::now_v7().simple().to_string())
 }
 
-fn parse_customer_id(raw: &str) -> Result<CustomerId, StoreError> {
+pub(crate) fn parse_customer_id(raw: &str) -> Result<CustomerId, StoreError> {
     CustomerId::parse(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn record_lock_key(key: &RecordKey) -> String {
+pub(crate) fn record_lock_key(key: &RecordKey) -> String {
     format!("record:{}/{}", key.source, key.source_id)
 }
 
 /// Edges are stored once, with the smaller record key first.
-fn ordered(a: &RecordKey, b: &RecordKey) -> (RecordKey, RecordKey) {
+pub(crate) fn ordered(a: &RecordKey, b: &RecordKey) -> (RecordKey, RecordKey) {
     if a <= b {
         (a.clone(), b.clone())
     } else {
@@ -130,7 +150,7 @@ impl Resolver {
         self.retrying(|| self.try_delete(key)).await
     }
 
-    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, ServiceError>
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, ServiceError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ServiceError>>,
@@ -180,19 +200,20 @@ impl Resolver {
         self.db.lock_keys(&mut write, &keys).await?;
 
         let candidates = load_candidates(&mut write.tx, &probe_keys, &key).await?;
-        let matches = self.matches(&features, &candidates);
+        let mut found = self.matches(&features, &candidates);
         let now = now_millis();
 
         let result = match existing {
             None => {
-                self.insert_new(&mut write, profile, &features, &matches, now)
+                self.insert_new(&mut write, profile, &features, &mut found, now)
                     .await?
             }
             Some(stored) => {
-                self.update_existing(&mut write, profile, &features, stored, &matches, now)
+                self.update_existing(&mut write, profile, &features, stored, &mut found, now)
                     .await?
             }
         };
+        crate::curation::write_reviews(&mut write.tx, &profile.key(), &found.reviews, now).await?;
         write.tx.commit().await?;
         Ok(result)
     }
@@ -202,11 +223,11 @@ impl Resolver {
         write: &mut WriteTx,
         profile: &Profile,
         features: &Features,
-        matches: &[Link],
+        found: &mut Found,
         now: i64,
     ) -> Result<IngestResult, ServiceError> {
         let key = profile.key();
-        let (customers, links) = self.accept(write, &key, features, matches, None).await?;
+        let (customers, links) = self.accept(write, &key, features, found, None).await?;
 
         let (customer_id, absorbed, outcome) = match customers.iter().next() {
             None => {
@@ -248,12 +269,12 @@ impl Resolver {
         profile: &Profile,
         features: &Features,
         stored: StoredRecord,
-        matches: &[Link],
+        found: &mut Found,
         now: i64,
     ) -> Result<IngestResult, ServiceError> {
         let key = profile.key();
         let (mut affected, links) = self
-            .accept(write, &key, features, matches, Some(&stored.customer_id))
+            .accept(write, &key, features, found, Some(&stored.customer_id))
             .await?;
         affected.insert(stored.customer_id.clone());
 
@@ -304,6 +325,7 @@ impl Resolver {
             .await?;
         clear_index(&mut write.tx, key).await?;
         delete_links_of(&mut write.tx, key).await?;
+        crate::curation::obsolete_reviews_of(&mut write.tx, key, now_millis()).await?;
         sqlx::query("DELETE FROM records WHERE source = $1 AND source_id = $2")
             .bind(key.source.as_str())
             .bind(key.source_id.as_str())
@@ -317,7 +339,7 @@ impl Resolver {
     /// The customers that the given records (plus `extra` customers) belong to, with their rows
     /// locked. Re-reads after locking until stable, because a concurrent merge or split may
     /// have moved a record between reading it and locking its customer.
-    async fn settle_customers(
+    pub(crate) async fn settle_customers(
         &self,
         write: &mut WriteTx,
         records: &[RecordKey],
@@ -349,13 +371,14 @@ impl Resolver {
     }
 
     /// The candidates the engine links to the probe, strongest first.
-    fn matches(&self, probe: &Features, candidates: &[StoredRecord]) -> Vec<Link> {
-        let mut links: Vec<Link> = candidates
-            .iter()
-            .filter_map(|candidate| {
-                let theirs = Features::of(&candidate.profile);
-                let decision = self.engine.decide(probe, &theirs, &UnknownPopulation);
-                (decision.verdict == Verdict::Match).then(|| Link {
+    fn matches(&self, probe: &Features, candidates: &[StoredRecord]) -> Found {
+        let mut links: Vec<Link> = Vec::new();
+        let mut reviews: Vec<Review> = Vec::new();
+        for candidate in candidates {
+            let theirs = Features::of(&candidate.profile);
+            let decision = self.engine.decide(probe, &theirs, &UnknownPopulation);
+            match decision.verdict {
+                Verdict::Match => links.push(Link {
                     other: candidate.profile.key(),
                     strength: if decision.rule.is_some() {
                         f64::INFINITY
@@ -364,15 +387,25 @@ impl Resolver {
                     },
                     evidence: self.engine.evidence(&decision),
                     names_compared: decision.comparison.level(Field::FirstName) != MISSING,
-                })
-            })
-            .collect();
+                }),
+                Verdict::Review => reviews.push(Review {
+                    other: candidate.profile.key(),
+                    probability: decision.score.probability,
+                    reason: decision
+                        .guard
+                        .clone()
+                        .unwrap_or_else(|| "possible_match".to_owned()),
+                    evidence: self.engine.evidence(&decision),
+                }),
+                Verdict::NonMatch => {}
+            }
+        }
         links.sort_by(|a, b| {
             b.strength
                 .total_cmp(&a.strength)
                 .then(a.other.cmp(&b.other))
         });
-        links
+        Found { links, reviews }
     }
 
     /// Which customers the probe may join: those of its matches, strongest first, unless a
@@ -385,10 +418,11 @@ impl Resolver {
         write: &mut WriteTx,
         probe_key: &RecordKey,
         probe: &Features,
-        matches: &[Link],
+        found: &mut Found,
         own: Option<&CustomerId>,
     ) -> Result<(BTreeSet<CustomerId>, Vec<Link>), ServiceError> {
-        let keys: Vec<RecordKey> = matches.iter().map(|l| l.other.clone()).collect();
+        let keys: Vec<RecordKey> = found.links.iter().map(|l| l.other.clone()).collect();
+        let never = cannot_link_partners(&mut write.tx, probe_key).await?;
         let extra: Vec<CustomerId> = own.into_iter().cloned().collect();
         self.settle_customers(write, &keys, &extra).await?;
         let owners = customer_of_each(&mut write.tx, &keys).await?;
@@ -398,7 +432,7 @@ impl Resolver {
         let mut accepted_members: Vec<Features> = vec![probe.clone()];
         let mut per_customer: HashMap<CustomerId, usize> = HashMap::new();
         let mut links = Vec::new();
-        for link in matches {
+        for link in &found.links {
             let Some(customer) = owners.get(&link.other) else {
                 continue;
             };
@@ -406,13 +440,18 @@ impl Resolver {
                 continue;
             }
             if !accepted.contains(customer) {
-                let members: Vec<Features> =
-                    records_of_customers(&mut write.tx, std::slice::from_ref(customer))
-                        .await?
-                        .iter()
-                        .filter(|m| &m.profile.key() != probe_key)
-                        .map(|m| Features::of(&m.profile))
-                        .collect();
+                let stored =
+                    records_of_customers(&mut write.tx, std::slice::from_ref(customer)).await?;
+                if stored.iter().any(|m| never.contains(&m.profile.key())) {
+                    // A person said these are different people.
+                    rejected.insert(customer.clone());
+                    continue;
+                }
+                let members: Vec<Features> = stored
+                    .iter()
+                    .filter(|m| &m.profile.key() != probe_key)
+                    .map(|m| Features::of(&m.profile))
+                    .collect();
                 let conflict = members.iter().take(64).find_map(|m| {
                     accepted_members
                         .iter()
@@ -421,6 +460,12 @@ impl Resolver {
                 });
                 if let Some(guard) = conflict {
                     tracing::info!(guard, "link refused by a guard rail");
+                    found.reviews.push(Review {
+                        other: link.other.clone(),
+                        probability: 1.0,
+                        reason: guard,
+                        evidence: link.evidence.clone(),
+                    });
                     rejected.insert(customer.clone());
                     continue;
                 }
@@ -440,7 +485,7 @@ impl Resolver {
     /// connected components become customers. Where the stored edges no longer connect a
     /// customer, the matcher is asked again across the parts before splitting, so that only a
     /// real loss of evidence splits a customer.
-    async fn recompute(
+    pub(crate) async fn recompute(
         &self,
         write: &mut WriteTx,
         affected: &BTreeSet<CustomerId>,
@@ -459,9 +504,33 @@ impl Resolver {
             .filter_map(|(a, b)| Some((*index.get(&a)?, *index.get(&b)?)))
             .collect();
 
-        let mut components = graph::components(members.len(), &edges);
+        // Cannot-links among the members: no component may hold both ends.
+        let keys: Vec<RecordKey> = members.iter().map(|m| m.profile.key()).collect();
+        let forbidden: BTreeSet<(usize, usize)> = cannot_links_among(&mut write.tx, &keys)
+            .await?
+            .into_iter()
+            .filter_map(|(a, b)| {
+                let (x, y) = (*index.get(&a)?, *index.get(&b)?);
+                Some((x.min(y), x.max(y)))
+            })
+            .collect();
+        let components_of = |edges: &[(usize, usize)]| {
+            let mut clusters = graph::GuardedClusters::new(members.len());
+            for &(a, b) in edges {
+                let _ =
+                    clusters.union_unless(a, b, |x, y| forbidden.contains(&(x.min(y), x.max(y))));
+            }
+            let labels = clusters.labels();
+            let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+            for (i, label) in labels.into_iter().enumerate() {
+                groups.entry(label).or_default().push(i);
+            }
+            groups.into_values().collect::<Vec<Vec<usize>>>()
+        };
+
+        let mut components = components_of(&edges);
         if components.len() > 1 {
-            let healed = self.heal(&members, &components);
+            let healed = self.heal(&members, &components, &forbidden);
             for (a, b, evidence) in healed {
                 let (ka, kb) = (members[a].profile.key(), members[b].profile.key());
                 let link = Link {
@@ -473,7 +542,7 @@ impl Resolver {
                 insert_links(&mut write.tx, &ka, &[link], now).await?;
                 edges.push((a, b));
             }
-            components = graph::components(members.len(), &edges);
+            components = components_of(&edges);
         }
 
         // Largest component first; each takes the oldest id its records held that no larger
@@ -539,6 +608,7 @@ impl Resolver {
         &self,
         members: &[StoredRecord],
         components: &[Vec<usize>],
+        forbidden: &BTreeSet<(usize, usize)>,
     ) -> Vec<(usize, usize, LinkEvidence)> {
         let mut component_of = vec![0; members.len()];
         for (c, nodes) in components.iter().enumerate() {
@@ -569,7 +639,7 @@ impl Resolver {
                     component_of[i].min(component_of[j]),
                     component_of[i].max(component_of[j]),
                 );
-                if joined.contains(&pair) {
+                if joined.contains(&pair) || forbidden.contains(&(i.min(j), i.max(j))) {
                     continue;
                 }
                 let decision = self
@@ -660,7 +730,7 @@ impl Resolver {
     }
 }
 
-struct Recomputed {
+pub(crate) struct Recomputed {
     assignment: BTreeMap<RecordKey, CustomerId>,
     absorbed: Vec<CustomerId>,
     created: Vec<CustomerId>,
@@ -704,11 +774,11 @@ impl From<c360_domain::FieldError> for ServiceError {
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn record_from_row(row: &sqlx::any::AnyRow) -> Result<StoredRecord, StoreError> {
+pub(crate) fn record_from_row(row: &sqlx::any::AnyRow) -> Result<StoredRecord, StoreError> {
     let profile: String = row.try_get("profile")?;
     Ok(StoredRecord {
         profile: serde_json::from_str(&profile)
@@ -723,7 +793,7 @@ fn record_from_row(row: &sqlx::any::AnyRow) -> Result<StoredRecord, StoreError> 
 const RECORD_COLUMNS: &str =
     "r.profile, r.customer_id, r.source_updated_at, r.first_seen_at, r.last_changed_at";
 
-async fn load_record(
+pub(crate) async fn load_record(
     conn: &mut AnyConnection,
     key: &RecordKey,
 ) -> Result<Option<StoredRecord>, StoreError> {
@@ -738,28 +808,33 @@ async fn load_record(
 }
 
 /// Stored records sharing at least one blocking key with the probe, the probe itself excluded.
-async fn load_candidates(
+pub(crate) async fn load_candidates(
     conn: &mut AnyConnection,
     keys: &[String],
     probe: &RecordKey,
 ) -> Result<Vec<StoredRecord>, StoreError> {
     let mut seen: BTreeSet<RecordKey> = BTreeSet::new();
     let mut out = Vec::new();
-    let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM blocking_keys k \
-         JOIN records r ON r.source = k.source AND r.source_id = k.source_id \
-         WHERE k.key = $1 ORDER BY r.last_changed_at DESC LIMIT {CANDIDATES_PER_KEY}"
-    );
     for key in keys {
+        let cap = if blocking::is_identifier_key(key) {
+            CANDIDATES_PER_KEY
+        } else {
+            CANDIDATES_PER_FUZZY_KEY
+        };
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM blocking_keys k \
+             JOIN records r ON r.source = k.source AND r.source_id = k.source_id \
+             WHERE k.key = $1 ORDER BY r.last_changed_at DESC LIMIT {cap}"
+        );
         let rows = sqlx::query(&sql)
             .bind(key.as_str())
             .fetch_all(&mut *conn)
             .await?;
-        if rows.len() as i64 == CANDIDATES_PER_KEY {
-            tracing::warn!(
+        if rows.len() as i64 == cap {
+            tracing::debug!(
                 key_kind = key.split(':').next().unwrap_or(""),
-                cap = CANDIDATES_PER_KEY,
-                "blocking key shared by too many records; candidates capped"
+                cap,
+                "blocking key shared by many records; candidates capped"
             );
         }
         for row in &rows {
@@ -783,7 +858,7 @@ async fn customers_of(
     Ok(set.into_iter().collect())
 }
 
-async fn customer_of_each(
+pub(crate) async fn customer_of_each(
     conn: &mut AnyConnection,
     keys: &[RecordKey],
 ) -> Result<HashMap<RecordKey, CustomerId>, StoreError> {
@@ -807,7 +882,7 @@ async fn customer_of_each(
     Ok(out)
 }
 
-fn key_from_row(row: &sqlx::any::AnyRow, first: usize) -> Result<RecordKey, StoreError> {
+pub(crate) fn key_from_row(row: &sqlx::any::AnyRow, first: usize) -> Result<RecordKey, StoreError> {
     let source: String = row.try_get(first)?;
     let source_id: String = row.try_get(first + 1)?;
     Ok(RecordKey {
@@ -816,7 +891,7 @@ fn key_from_row(row: &sqlx::any::AnyRow, first: usize) -> Result<RecordKey, Stor
     })
 }
 
-async fn records_of_customers(
+pub(crate) async fn records_of_customers(
     conn: &mut AnyConnection,
     ids: &[CustomerId],
 ) -> Result<Vec<StoredRecord>, StoreError> {
@@ -862,6 +937,53 @@ async fn links_among(
         .iter()
         .map(|row| Ok((key_from_row(row, 0)?, key_from_row(row, 2)?)))
         .collect()
+}
+
+/// Active cannot-links whose both ends are among `keys`.
+async fn cannot_links_among(
+    conn: &mut AnyConnection,
+    keys: &[RecordKey],
+) -> Result<Vec<(RecordKey, RecordKey)>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(200) {
+        let sql = format!(
+            "SELECT a_source, a_source_id, b_source, b_source_id FROM manual_links \
+             WHERE kind = 'cannot_link' AND undone_at IS NULL AND (a_source, a_source_id) IN ({})",
+            pair_placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(key.source.as_str()).bind(key.source_id.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            out.push((key_from_row(&row, 0)?, key_from_row(&row, 2)?));
+        }
+    }
+    let members: BTreeSet<&RecordKey> = keys.iter().collect();
+    out.retain(|(_, b)| members.contains(b));
+    Ok(out)
+}
+
+/// Records the probe may never share a customer with (active cannot-links).
+pub(crate) async fn cannot_link_partners(
+    conn: &mut AnyConnection,
+    key: &RecordKey,
+) -> Result<BTreeSet<RecordKey>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT a_source, a_source_id, b_source, b_source_id FROM manual_links \
+         WHERE kind = 'cannot_link' AND undone_at IS NULL \
+         AND ((a_source = $1 AND a_source_id = $2) OR (b_source = $1 AND b_source_id = $2))",
+    )
+    .bind(key.source.as_str())
+    .bind(key.source_id.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = BTreeSet::new();
+    for row in rows {
+        let (a, b) = (key_from_row(&row, 0)?, key_from_row(&row, 2)?);
+        out.insert(if &a == key { b } else { a });
+    }
+    Ok(out)
 }
 
 async fn insert_customer(
@@ -918,24 +1040,36 @@ async fn write_index(
     features: &Features,
 ) -> Result<(), StoreError> {
     let (source, source_id) = (profile.source.as_str(), profile.source_id.as_str());
-    for (kind, value) in identifier_keys(profile) {
-        sqlx::query(
-            "INSERT INTO record_identifiers (kind, value, source, source_id) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(kind.as_str())
-        .bind(value)
-        .bind(source)
-        .bind(source_id)
-        .execute(&mut *conn)
-        .await?;
+    // One multi-row INSERT per table: a round trip per key would dominate ingest latency.
+    let identifiers = identifier_keys(profile);
+    if !identifiers.is_empty() {
+        let rows: Vec<String> = (0..identifiers.len())
+            .map(|i| format!("(${}, ${}, $1, $2)", 3 + 2 * i, 4 + 2 * i))
+            .collect();
+        let sql = format!(
+            "INSERT INTO record_identifiers (kind, value, source, source_id) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(source).bind(source_id);
+        for (kind, value) in &identifiers {
+            query = query.bind(kind.as_str()).bind(value.as_str());
+        }
+        query.execute(&mut *conn).await?;
     }
-    for key in blocking::keys(features) {
-        sqlx::query("INSERT INTO blocking_keys (key, source, source_id) VALUES ($1, $2, $3)")
-            .bind(key)
-            .bind(source)
-            .bind(source_id)
-            .execute(&mut *conn)
-            .await?;
+    let keys = blocking::keys(features);
+    if !keys.is_empty() {
+        let rows: Vec<String> = (0..keys.len())
+            .map(|i| format!("(${}, $1, $2)", 3 + i))
+            .collect();
+        let sql = format!(
+            "INSERT INTO blocking_keys (key, source, source_id) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(source).bind(source_id);
+        for key in &keys {
+            query = query.bind(key.as_str());
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -953,7 +1087,7 @@ async fn clear_index(conn: &mut AnyConnection, key: &RecordKey) -> Result<(), St
     Ok(())
 }
 
-async fn insert_links(
+pub(crate) async fn insert_links(
     conn: &mut AnyConnection,
     from: &RecordKey,
     links: &[Link],
@@ -1011,7 +1145,7 @@ async fn move_records(
 /// Moves every record of the `absorbed` customers to `survivor` and leaves each absorbed id
 /// (and any id absorbed into it earlier) pointing at the survivor, so old ids keep resolving
 /// in one hop.
-async fn absorb(
+pub(crate) async fn absorb(
     conn: &mut AnyConnection,
     absorbed: &[CustomerId],
     survivor: &CustomerId,
@@ -1041,7 +1175,7 @@ async fn absorb(
 }
 
 /// Recomputes a customer's golden record and record count, and bumps its version.
-async fn refresh_customer(
+pub(crate) async fn refresh_customer(
     conn: &mut AnyConnection,
     id: &CustomerId,
     now: i64,

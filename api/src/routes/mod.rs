@@ -1,3 +1,4 @@
+pub mod curation;
 pub mod customers;
 pub mod ops;
 pub mod records;
