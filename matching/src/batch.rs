@@ -187,7 +187,19 @@ pub fn resolve(engine: &Engine, features: &[Features]) -> BatchResult {
             _ => reviews.push((*i, *j, d.score.probability)),
         }
     }
-    links.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    // Strongest first; ties by the records' keys, never by their positions in the input.
+    let names = |i: u32, j: u32| {
+        let (a, b) = (&features[i as usize].key, &features[j as usize].key);
+        if a <= b {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    };
+    links.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| names(a.1, a.2).cmp(&names(b.1, b.2)))
+    });
 
     let mut clusters = GuardedClusters::new(features.len());
     let mut vetoed = 0;

@@ -57,6 +57,9 @@ pub struct AddressFeature {
 /// Everything the matcher compares, normalized.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Features {
+    /// `source/source_id`: names the record, and orders ties so that results never depend on
+    /// the order records arrive in.
+    pub key: String,
     pub source: String,
     pub first: Option<NameFeature>,
     pub middle: Option<NameFeature>,
@@ -98,6 +101,7 @@ impl Features {
             })
             .collect();
         Self {
+            key: profile.key().to_string(),
             source: profile.source.to_string(),
             first: profile
                 .first_name

@@ -34,6 +34,9 @@ pub struct ResolutionConfig {
     pub max_block_size: usize,
     /// A customer growing past this many records is reported as suspicious.
     pub max_customer_records: usize,
+    /// How the golden record is built.
+    #[serde(default)]
+    pub survivorship: crate::survivorship::SurvivorshipConfig,
 }
 
 #[derive(Debug, thiserror::Error)]

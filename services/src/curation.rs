@@ -309,7 +309,7 @@ impl Resolver {
                 if let (Some(survivor), Some(_)) = (ids.next(), customers.iter().nth(1)) {
                     let absorbed: Vec<CustomerId> = ids.cloned().collect();
                     absorb(&mut write.tx, &absorbed, survivor, now).await?;
-                    refresh_customer(&mut write.tx, survivor, now).await?;
+                    refresh_customer(&mut write.tx, survivor, self.survivorship(), now).await?;
                 }
                 set_review_status(&mut write.tx, &x, &y, ReviewStatus::Accepted, now).await?;
             }

@@ -19,6 +19,7 @@ use c360_domain::{
 };
 use c360_matching::compare::{Field, MISSING};
 use c360_matching::model::UnknownPopulation;
+use c360_matching::survivorship::SurvivorshipConfig;
 use c360_matching::{
     blocking, graph, identifier_keys, normalize, survivorship, Engine, Features, Verdict,
 };
@@ -133,6 +134,10 @@ impl Resolver {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub(crate) fn survivorship(&self) -> &SurvivorshipConfig {
+        &self.engine.config().survivorship
     }
 
     pub fn database(&self) -> &Database {
@@ -253,7 +258,7 @@ impl Resolver {
         if !absorbed.is_empty() {
             absorb(&mut write.tx, &absorbed, &customer_id, now).await?;
         }
-        refresh_customer(&mut write.tx, &customer_id, now).await?;
+        refresh_customer(&mut write.tx, &customer_id, self.survivorship(), now).await?;
         Ok(IngestResult {
             record: key,
             customer_id,
@@ -578,7 +583,7 @@ impl Resolver {
                 assignment.insert(members[i].profile.key(), id.clone());
             }
             move_records(&mut write.tx, &moved, &id).await?;
-            refresh_customer(&mut write.tx, &id, now).await?;
+            refresh_customer(&mut write.tx, &id, self.survivorship(), now).await?;
         }
 
         // Ids that no component kept: absorbed into the component that took most of their
@@ -1178,10 +1183,11 @@ pub(crate) async fn absorb(
 pub(crate) async fn refresh_customer(
     conn: &mut AnyConnection,
     id: &CustomerId,
+    rules: &SurvivorshipConfig,
     now: i64,
 ) -> Result<(), StoreError> {
     let members = member_records(conn, id).await?;
-    let golden = survivorship::golden_record(&members);
+    let golden = survivorship::golden_record(&members, rules);
     sqlx::query(
         "UPDATE customers SET golden = $1, record_count = $2, version = version + 1, \
          updated_at = $3, merged_into = NULL WHERE id = $4",
