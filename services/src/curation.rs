@@ -8,7 +8,6 @@ use c360_domain::{
     CustomerGraph, CustomerId, GraphEdge, GraphNode, LinkEvidence, ManualLink, ManualLinkKind,
     MatchCandidate, MatchResult, MatchVerdict, Profile, RecordKey, ReviewItem, ReviewStatus,
 };
-use c360_matching::model::UnknownPopulation;
 use c360_matching::{blocking, Features, Verdict};
 use sqlx::{AnyConnection, Row};
 
@@ -478,13 +477,14 @@ impl Resolver {
         let keys = blocking::keys(&features);
         let mut conn = self.db.pool().acquire().await?;
         let candidates = load_candidates(&mut conn, &keys, &probe.key()).await?;
+        let names = self.stored_names(&mut conn, &features).await?;
         let compared = candidates.len();
         let mut scored: Vec<(f64, MatchCandidate)> = candidates
             .iter()
             .map(|c| {
-                let decision =
-                    self.engine
-                        .decide(&features, &Features::of(&c.profile), &UnknownPopulation);
+                let decision = self
+                    .engine
+                    .decide(&features, &Features::of(&c.profile), &names);
                 let verdict = match decision.verdict {
                     Verdict::Match => MatchVerdict::Match,
                     Verdict::Review => MatchVerdict::Review,

@@ -18,7 +18,7 @@ use c360_domain::{
     SourceId, SourceName,
 };
 use c360_matching::compare::{Field, MISSING};
-use c360_matching::model::UnknownPopulation;
+use c360_matching::model::{Population, UnknownPopulation};
 use c360_matching::survivorship::SurvivorshipConfig;
 use c360_matching::{
     blocking, graph, identifier_keys, normalize, survivorship, Engine, Features, Verdict,
@@ -63,6 +63,42 @@ pub struct StoreCounts {
 pub struct Resolver {
     pub(crate) db: Database,
     pub(crate) engine: Arc<Engine>,
+    /// How many records are stored, refreshed every few seconds: term frequencies divide by it.
+    record_count: Arc<std::sync::Mutex<(std::time::Instant, f64)>>,
+}
+
+/// How long the cached record count is trusted.
+const RECORD_COUNT_TTL: Duration = Duration::from_secs(10);
+
+/// What the store knows of its records for scoring one probe: how common the probe's names
+/// are. The prior stays the model's own (see the README).
+pub(crate) struct StoredNames {
+    total: f64,
+    counts: HashMap<(Field, String), f64>,
+}
+
+impl Population for StoredNames {
+    fn frequency(&self, field: Field, value: &str) -> Option<f64> {
+        if self.total < 1000.0 {
+            // Too few records for frequencies to mean anything.
+            return None;
+        }
+        self.counts
+            .get(&(field, value.to_owned()))
+            .map(|count| count / self.total)
+    }
+}
+
+/// The normalized names of a record, as counted in `name_counts`.
+fn name_values(features: &Features) -> Vec<(Field, &str)> {
+    let mut out = Vec::new();
+    if let Some(first) = &features.first {
+        out.push((Field::FirstName, first.text.as_str()));
+    }
+    if let Some(last) = &features.last {
+        out.push((Field::LastName, last.text.as_str()));
+    }
+    out
 }
 
 /// A pair the engine could not settle: it goes to the review queue.
@@ -129,6 +165,10 @@ impl Resolver {
         Self {
             db,
             engine: Arc::new(engine),
+            record_count: Arc::new(std::sync::Mutex::new((
+                std::time::Instant::now() - RECORD_COUNT_TTL * 2,
+                0.0,
+            ))),
         }
     }
 
@@ -205,7 +245,8 @@ impl Resolver {
         self.db.lock_keys(&mut write, &keys).await?;
 
         let candidates = load_candidates(&mut write.tx, &probe_keys, &key).await?;
-        let mut found = self.matches(&features, &candidates);
+        let names = self.stored_names(&mut write.tx, &features).await?;
+        let mut found = self.matches(&features, &candidates, &names);
         let now = now_millis();
 
         let result = match existing {
@@ -254,6 +295,7 @@ impl Resolver {
 
         insert_record(&mut write.tx, profile, &customer_id, now, now).await?;
         write_index(&mut write.tx, profile, features).await?;
+        count_names(&mut write.tx, features, 1).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
         if !absorbed.is_empty() {
             absorb(&mut write.tx, &absorbed, &customer_id, now).await?;
@@ -296,6 +338,8 @@ impl Resolver {
         .await?;
         clear_index(&mut write.tx, &key).await?;
         write_index(&mut write.tx, profile, features).await?;
+        count_names(&mut write.tx, &Features::of(&stored.profile), -1).await?;
+        count_names(&mut write.tx, features, 1).await?;
         delete_links_of(&mut write.tx, &key).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
 
@@ -329,6 +373,7 @@ impl Resolver {
             .settle_customers(&mut write, &[], std::slice::from_ref(&stored.customer_id))
             .await?;
         clear_index(&mut write.tx, key).await?;
+        count_names(&mut write.tx, &Features::of(&stored.profile), -1).await?;
         delete_links_of(&mut write.tx, key).await?;
         crate::curation::obsolete_reviews_of(&mut write.tx, key, now_millis()).await?;
         sqlx::query("DELETE FROM records WHERE source = $1 AND source_id = $2")
@@ -376,12 +421,17 @@ impl Resolver {
     }
 
     /// The candidates the engine links to the probe, strongest first.
-    fn matches(&self, probe: &Features, candidates: &[StoredRecord]) -> Found {
+    fn matches(
+        &self,
+        probe: &Features,
+        candidates: &[StoredRecord],
+        names: &dyn Population,
+    ) -> Found {
         let mut links: Vec<Link> = Vec::new();
         let mut reviews: Vec<Review> = Vec::new();
         for candidate in candidates {
             let theirs = Features::of(&candidate.profile);
-            let decision = self.engine.decide(probe, &theirs, &UnknownPopulation);
+            let decision = self.engine.decide(probe, &theirs, names);
             match decision.verdict {
                 Verdict::Match => links.push(Link {
                     other: candidate.profile.key(),
@@ -411,6 +461,54 @@ impl Resolver {
                 .then(a.other.cmp(&b.other))
         });
         Found { links, reviews }
+    }
+
+    /// How common the probe's names are among stored records.
+    pub(crate) async fn stored_names(
+        &self,
+        conn: &mut AnyConnection,
+        features: &Features,
+    ) -> Result<StoredNames, StoreError> {
+        let total = self.record_total(conn).await?;
+        let values = name_values(features);
+        let mut counts = HashMap::new();
+        if !values.is_empty() {
+            let sql = format!(
+                "SELECT field, value, count FROM name_counts WHERE (field, value) IN ({})",
+                pair_placeholders(1, values.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for (field, value) in &values {
+                query = query.bind(field.name()).bind(*value);
+            }
+            for row in query.fetch_all(&mut *conn).await? {
+                let field: String = row.try_get(0)?;
+                let Some(field) = Field::from_name(&field) else {
+                    continue;
+                };
+                counts.insert(
+                    (field, row.try_get::<String, _>(1)?),
+                    row.try_get::<i64, _>(2)? as f64,
+                );
+            }
+        }
+        Ok(StoredNames { total, counts })
+    }
+
+    async fn record_total(&self, conn: &mut AnyConnection) -> Result<f64, StoreError> {
+        if let Ok(cached) = self.record_count.lock() {
+            if cached.0.elapsed() < RECORD_COUNT_TTL {
+                return Ok(cached.1);
+            }
+        }
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM records")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        if let Ok(mut cached) = self.record_count.lock() {
+            *cached = (std::time::Instant::now(), count as f64);
+        }
+        Ok(count as f64)
     }
 
     /// Which customers the probe may join: those of its matches, strongest first, unless a
@@ -942,6 +1040,29 @@ async fn links_among(
         .iter()
         .map(|row| Ok((key_from_row(row, 0)?, key_from_row(row, 2)?)))
         .collect()
+}
+
+/// Adds `delta` to the stored counts of a record's names (in a fixed order, so that two writers
+/// never wait on each other's rows in a cycle).
+pub(crate) async fn count_names(
+    conn: &mut AnyConnection,
+    features: &Features,
+    delta: i64,
+) -> Result<(), StoreError> {
+    let mut values = name_values(features);
+    values.sort();
+    for (field, value) in values {
+        sqlx::query(
+            "INSERT INTO name_counts (field, value, count) VALUES ($1, $2, $3) \
+             ON CONFLICT (field, value) DO UPDATE SET count = name_counts.count + $3",
+        )
+        .bind(field.name())
+        .bind(value)
+        .bind(delta)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Active cannot-links whose both ends are among `keys`.
