@@ -355,6 +355,7 @@ pub fn train_model(input: &Path, output: &Path, engine: &EngineArgs) -> anyhow::
     let config = ResolutionConfig::shipped();
     let options = TrainOptions {
         max_block_size: config.max_block_size,
+        max_fuzzy_block_size: config.max_fuzzy_block_size,
         ..TrainOptions::default()
     };
     let (model, report) = train(&base, &features, &options);
@@ -369,6 +370,195 @@ pub fn train_model(input: &Path, output: &Path, engine: &EngineArgs) -> anyhow::
         report.iterations,
         report.candidate_match_share * 100.0,
         model.prior,
+        output.display()
+    );
+    Ok(())
+}
+
+/// Progress of a long command: a bar with rate and ETA on a terminal, a plain line every few
+/// seconds otherwise (logs, CI).
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    label: &'static str,
+    started: Instant,
+    last_line: Instant,
+    done: u64,
+}
+
+impl Progress {
+    pub fn new(label: &'static str, total: Option<u64>) -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = match total {
+                Some(n) => indicatif::ProgressBar::new(n),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            let template = if total.is_some() {
+                "{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}"
+            } else {
+                "{msg} {spinner} {pos} {per_sec}"
+            };
+            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(label);
+            bar
+        });
+        Self {
+            bar,
+            label,
+            started: Instant::now(),
+            last_line: Instant::now(),
+            done: 0,
+        }
+    }
+
+    pub fn advance(&mut self, n: u64) {
+        self.done += n;
+        match &self.bar {
+            Some(bar) => bar.inc(n),
+            None if self.last_line.elapsed().as_secs() >= 5 => {
+                self.last_line = Instant::now();
+                let seconds = self.started.elapsed().as_secs_f64();
+                eprintln!(
+                    "{}: {} ({:.0}/s)",
+                    self.label,
+                    self.done,
+                    self.done as f64 / seconds.max(1e-9)
+                );
+            }
+            None => {}
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+        let seconds = self.started.elapsed().as_secs_f64();
+        eprintln!(
+            "{}: {} in {seconds:.1}s ({:.0}/s)",
+            self.label,
+            self.done,
+            self.done as f64 / seconds.max(1e-9)
+        );
+    }
+}
+
+/// A customer id for a batch result, derived from the customer's smallest record key, so that
+/// the same input always yields the same ids.
+pub fn batch_customer_id(anchor: &str) -> c360_domain::CustomerId {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        salt.hash(&mut hasher);
+        anchor.hash(&mut hasher);
+        hasher.finish()
+    };
+    c360_domain::CustomerId::from_uuid_simple(&format!("{:016x}{:016x}", half(1), half(2)))
+}
+
+/// Records read from a file and ready to resolve.
+pub struct LoadedRecords {
+    pub keys: Vec<(String, String)>,
+    pub features: Vec<Features>,
+    pub rejected: u64,
+}
+
+/// Streams a record file into features, parsing and normalizing on all cores, chunk by chunk,
+/// so that only the features stay in memory.
+pub fn load_features(path: &Path) -> anyhow::Result<LoadedRecords> {
+    const CHUNK: usize = 50_000;
+    let mut progress = Progress::new("read", None);
+    let mut loaded = LoadedRecords {
+        keys: Vec::new(),
+        features: Vec::new(),
+        rejected: 0,
+    };
+    let mut chunk: Vec<c360_domain::RecordInput> = Vec::with_capacity(CHUNK);
+    let flush = |chunk: &mut Vec<c360_domain::RecordInput>, loaded: &mut LoadedRecords| {
+        let parsed = batch::parallel_map(chunk, |input| {
+            Profile::parse_lenient(input).map(|p| {
+                (
+                    (p.source.to_string(), p.source_id.to_string()),
+                    Features::of(&p),
+                )
+            })
+        });
+        for result in parsed {
+            match result {
+                Ok((key, features)) => {
+                    loaded.keys.push(key);
+                    loaded.features.push(features);
+                }
+                Err(errors) => {
+                    loaded.rejected += 1;
+                    if loaded.rejected <= 10 {
+                        eprintln!("rejected a record: {errors}");
+                    }
+                }
+            }
+        }
+        chunk.clear();
+    };
+    input::stream_file(path, |row| {
+        progress.advance(1);
+        match row {
+            Ok(input) => {
+                chunk.push(input);
+                if chunk.len() == CHUNK {
+                    flush(&mut chunk, &mut loaded);
+                }
+            }
+            Err(e) => {
+                loaded.rejected += 1;
+                if loaded.rejected <= 10 {
+                    eprintln!("rejected a row: {e}");
+                }
+            }
+        }
+    })?;
+    flush(&mut chunk, &mut loaded);
+    progress.finish();
+    if loaded.rejected > 0 {
+        eprintln!("{} rows rejected (first ten above)", loaded.rejected);
+    }
+    Ok(loaded)
+}
+
+/// `c360 resolve`: resolves a whole file in memory on all cores and writes
+/// `source,source_id,customer_id` for every record.
+pub fn resolve(input: &Path, output: &Path, engine: &EngineArgs) -> anyhow::Result<()> {
+    let engine = engine.engine()?;
+    let started = Instant::now();
+    let loaded = load_features(input)?;
+    let resolving = Instant::now();
+    let result = batch::resolve(&engine, &loaded.features);
+    print_batch_stats(&result, resolving.elapsed().as_secs_f64());
+    let mut writer = csv::WriterBuilder::new()
+        .buffer_capacity(1 << 20)
+        .from_path(output)
+        .with_context(|| format!("writing {}", output.display()))?;
+    writer.write_record(["source", "source_id", "customer_id"])?;
+    let mut ids: HashMap<u32, String> = HashMap::new();
+    let mut progress = Progress::new("write", Some(loaded.keys.len() as u64));
+    for (i, (source, source_id)) in loaded.keys.iter().enumerate() {
+        let anchor = result.customer[i];
+        let id = ids.entry(anchor).or_insert_with(|| {
+            let (s, sid) = &loaded.keys[anchor as usize];
+            batch_customer_id(&format!("{s}/{sid}")).to_string()
+        });
+        writer.write_record([source.as_str(), source_id.as_str(), id.as_str()])?;
+        progress.advance(1);
+    }
+    writer.flush()?;
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "resolved {} records into {} customers in {seconds:.1}s ({:.0} records/s end to end); wrote {}",
+        loaded.keys.len(),
+        result.stats.customers,
+        loaded.keys.len() as f64 / seconds.max(1e-9),
         output.display()
     );
     Ok(())

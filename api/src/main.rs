@@ -41,6 +41,18 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// Resolve a whole record file in memory (all cores, no database) and write
+    /// `source,source_id,customer_id` for every record.
+    Resolve {
+        /// Records (CSV with the c360 header, or NDJSON).
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the assignments (CSV).
+        #[arg(long)]
+        output: PathBuf,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
     /// Generate synthetic US customer records with ground truth.
     Gen {
         /// About how many records.
@@ -91,6 +103,11 @@ async fn main() -> anyhow::Result<()> {
         } => {
             cli::eval(&input, &truth, &engine, show_errors)?;
         }
+        Command::Resolve {
+            input,
+            output,
+            engine,
+        } => cli::resolve(&input, &output, &engine)?,
         Command::Gen {
             records,
             seed,

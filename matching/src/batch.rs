@@ -14,7 +14,7 @@ use crate::compare::Field;
 use crate::features::Features;
 use crate::graph::GuardedClusters;
 use crate::model::Population;
-use crate::{blocking, Engine, PairDecision, Verdict};
+use crate::{blocking, Engine, Verdict};
 
 /// Value frequencies of first and last names over a set of records.
 #[derive(Debug, Default, Clone)]
@@ -100,11 +100,25 @@ fn key_hash(key: &str) -> u64 {
 }
 
 /// All pairs of records that share at least one blocking key, each once, as `(i, j)` with
-/// `i < j`. Keys shared by more than `max_block` records are skipped and counted.
-pub fn candidate_pairs(features: &[Features], max_block: usize) -> (Vec<(u32, u32)>, usize, usize) {
+/// `i < j`. Identifier keys shared by more than `max_block` records, and fuzzy keys (names,
+/// dates, addresses) shared by more than `max_fuzzy_block`, are skipped and counted.
+pub fn candidate_pairs(
+    features: &[Features],
+    max_block: usize,
+    max_fuzzy_block: usize,
+) -> (Vec<(u32, u32)>, usize, usize) {
+    // The top bit of a filed key's hash says whether it is an exact identifier.
+    const IDENTIFIER: u64 = 1 << 63;
     let mut filed: Vec<(u64, u32)> = Vec::with_capacity(features.len() * 8);
     for (i, f) in features.iter().enumerate() {
-        filed.extend(blocking::keys(f).iter().map(|k| (key_hash(k), i as u32)));
+        filed.extend(blocking::keys(f).iter().map(|k| {
+            let kind = if blocking::is_identifier_key(k) {
+                IDENTIFIER
+            } else {
+                0
+            };
+            ((key_hash(k) & !IDENTIFIER) | kind, i as u32)
+        }));
     }
     filed.sort_unstable();
     filed.dedup();
@@ -113,7 +127,12 @@ pub fn candidate_pairs(features: &[Features], max_block: usize) -> (Vec<(u32, u3
     let (mut distinct, mut oversized) = (0, 0);
     for block in filed.chunk_by(|a, b| a.0 == b.0) {
         distinct += 1;
-        if block.len() > max_block {
+        let cap = if block[0].0 & IDENTIFIER != 0 {
+            max_block
+        } else {
+            max_fuzzy_block
+        };
+        if block.len() > cap {
             oversized += 1;
             continue;
         }
@@ -135,7 +154,7 @@ pub fn candidate_pairs(features: &[Features], max_block: usize) -> (Vec<(u32, u3
 /// Runs `f` over `items` on every core, keeping the order of results.
 pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads <= 1 || items.len() < 1024 {
+    if threads <= 1 || items.len() < 2 {
         return items.iter().map(&f).collect();
     }
     let chunk = items.len().div_ceil(threads);
@@ -157,34 +176,45 @@ pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -
 /// Resolves a set of records into customers.
 pub fn resolve(engine: &Engine, features: &[Features]) -> BatchResult {
     let config = engine.config();
-    let (pairs, distinct_keys, oversized_keys) = candidate_pairs(features, config.max_block_size);
+    let (pairs, distinct_keys, oversized_keys) =
+        candidate_pairs(features, config.max_block_size, config.max_fuzzy_block_size);
     let tf = FrequencyTable::from_features(features);
 
-    let decisions: Vec<Option<(f64, PairDecision)>> = parallel_map(&pairs, |&(i, j)| {
+    // Only what linking needs is kept of each decision: a million records make tens of
+    // millions of candidate pairs, and a full decision per pair would not fit in memory.
+    enum Outcome {
+        Link { priority: f64, names: bool },
+        Review { probability: f64 },
+    }
+    let decide = |&(i, j): &(u32, u32)| {
         let d = engine.decide(&features[i as usize], &features[j as usize], &tf);
-        match d.verdict {
-            Verdict::NonMatch => None,
-            _ => Some((d.score.weight, d)),
-        }
-    });
+        let outcome = match d.verdict {
+            Verdict::NonMatch => return None,
+            Verdict::Match => Outcome::Link {
+                priority: if d.rule.is_some() {
+                    f64::INFINITY
+                } else {
+                    d.score.weight
+                },
+                names: d.comparison.level(Field::FirstName) != crate::compare::MISSING,
+            },
+            Verdict::Review => Outcome::Review {
+                probability: d.score.probability,
+            },
+        };
+        Some((i, j, outcome))
+    };
+    // Chunks of pairs spread over the cores; each returns only the pairs that matter.
+    let chunks: Vec<&[(u32, u32)]> = pairs.chunks(1 << 16).collect();
+    let kept: Vec<Vec<(u32, u32, Outcome)>> =
+        parallel_map(&chunks, |chunk| chunk.iter().filter_map(decide).collect());
 
     let mut links: Vec<(f64, u32, u32, bool)> = Vec::new();
     let mut reviews = Vec::new();
-    for ((i, j), decision) in pairs.iter().zip(decisions) {
-        let Some((weight, d)) = decision else {
-            continue;
-        };
-        match d.verdict {
-            Verdict::Match => {
-                let priority = if d.rule.is_some() {
-                    f64::INFINITY
-                } else {
-                    weight
-                };
-                let names = d.comparison.level(Field::FirstName) != crate::compare::MISSING;
-                links.push((priority, *i, *j, names));
-            }
-            _ => reviews.push((*i, *j, d.score.probability)),
+    for (i, j, outcome) in kept.into_iter().flatten() {
+        match outcome {
+            Outcome::Link { priority, names } => links.push((priority, i, j, names)),
+            Outcome::Review { probability } => reviews.push((i, j, probability)),
         }
     }
     // Strongest first; ties by the records' keys, never by their positions in the input.

@@ -25,13 +25,21 @@ fn yes() -> bool {
     true
 }
 
+fn default_fuzzy_block() -> usize {
+    50
+}
+
 /// The resolution configuration: rules, guard rails, limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResolutionConfig {
     pub rules: Vec<Condition>,
     pub guards: Vec<Condition>,
-    /// A blocking key shared by more records than this is not used to find candidates.
+    /// An identifier key (email, phone, loyalty, device, cookie) shared by more records than
+    /// this is not used to find candidates (a placeholder phone, a shared mailbox).
     pub max_block_size: usize,
+    /// The same for fuzzy keys built from names, dates and addresses, which grow with the data.
+    #[serde(default = "default_fuzzy_block")]
+    pub max_fuzzy_block_size: usize,
     /// A customer growing past this many records is reported as suspicious.
     pub max_customer_records: usize,
     /// How the golden record is built.

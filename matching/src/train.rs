@@ -17,6 +17,7 @@ pub struct TrainOptions {
     pub max_iterations: usize,
     pub seed: u64,
     pub max_block_size: usize,
+    pub max_fuzzy_block_size: usize,
 }
 
 impl Default for TrainOptions {
@@ -26,6 +27,7 @@ impl Default for TrainOptions {
             max_iterations: 50,
             seed: 42,
             max_block_size: 200,
+            max_fuzzy_block_size: 50,
         }
     }
 }
@@ -86,7 +88,11 @@ pub fn train(base: &Model, features: &[Features], options: &TrainOptions) -> (Mo
     });
     let u = level_shares(&random_patterns);
 
-    let (pairs, _, _) = candidate_pairs(features, options.max_block_size);
+    let (pairs, _, _) = candidate_pairs(
+        features,
+        options.max_block_size,
+        options.max_fuzzy_block_size,
+    );
     let mut grouped: HashMap<Pattern, f64> = HashMap::new();
     for levels in parallel_map(&pairs, |&(i, j)| {
         compare(&features[i as usize], &features[j as usize]).levels

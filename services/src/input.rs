@@ -63,20 +63,46 @@ impl Format {
 }
 
 /// Reads every record of a file, in order; bad rows are returned as errors with their line.
+/// For small files: [`stream_file`] reads any size in constant memory.
 pub fn read_file(path: &Path) -> Result<Vec<Result<RecordInput, RowError>>, InputError> {
+    let mut rows = Vec::new();
+    stream_file(path, |row| rows.push(row))?;
+    Ok(rows)
+}
+
+/// Streams the records of a file (CSV, or NDJSON by extension `.ndjson`/`.jsonl`/`.json`) to
+/// `each`, in order, one at a time.
+pub fn stream_file(
+    path: &Path,
+    each: impl FnMut(Result<RecordInput, RowError>),
+) -> Result<(), InputError> {
     let file = File::open(path).map_err(|source| InputError::Io {
         path: path.display().to_string(),
         source,
     })?;
+    let reader = BufReader::with_capacity(1 << 20, file);
     match Format::of_path(path) {
-        Format::Csv => read_csv(BufReader::new(file)),
-        Format::Ndjson => Ok(read_ndjson(BufReader::new(file))),
+        Format::Csv => stream_csv(reader, each),
+        Format::Ndjson => {
+            stream_ndjson(reader, each);
+            Ok(())
+        }
     }
 }
 
 /// CSV with a header row naming c360's columns (any order; `source` and `source_id` required;
 /// unknown columns are an error so that a misspelt column is not silently dropped).
 pub fn read_csv(reader: impl Read) -> Result<Vec<Result<RecordInput, RowError>>, InputError> {
+    let mut rows = Vec::new();
+    stream_csv(reader, |row| rows.push(row))?;
+    Ok(rows)
+}
+
+/// The CSV reader behind [`read_csv`] and [`stream_file`].
+pub fn stream_csv(
+    reader: impl Read,
+    mut each: impl FnMut(Result<RecordInput, RowError>),
+) -> Result<(), InputError> {
     let mut csv = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
@@ -97,23 +123,24 @@ pub fn read_csv(reader: impl Read) -> Result<Vec<Result<RecordInput, RowError>>,
             return Err(InputError::Header(format!("missing column {required:?}")));
         }
     }
-    let mut rows = Vec::new();
-    for result in csv.records() {
-        let row = match result {
-            Ok(row) => row,
+    let mut row = csv::StringRecord::new();
+    loop {
+        match csv.read_record(&mut row) {
+            Ok(false) => break,
+            Ok(true) => {}
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
-                rows.push(Err(RowError {
+                each(Err(RowError {
                     line,
                     field: None,
                     reason: e.to_string(),
                 }));
                 continue;
             }
-        };
+        }
         let line = row.position().map_or(0, |p| p.line());
         if row.len() != columns.len() {
-            rows.push(Err(RowError {
+            each(Err(RowError {
                 line,
                 field: None,
                 reason: format!("{} values for {} columns", row.len(), columns.len()),
@@ -147,20 +174,26 @@ pub fn read_csv(reader: impl Read) -> Result<Vec<Result<RecordInput, RowError>>,
                 _ => input.updated_at = value,
             }
         }
-        rows.push(Ok(input));
+        each(Ok(input));
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// One JSON object per line; blank lines are skipped.
 pub fn read_ndjson(reader: impl BufRead) -> Vec<Result<RecordInput, RowError>> {
     let mut rows = Vec::new();
+    stream_ndjson(reader, |row| rows.push(row));
+    rows
+}
+
+/// The NDJSON reader behind [`read_ndjson`] and [`stream_file`].
+pub fn stream_ndjson(reader: impl BufRead, mut each: impl FnMut(Result<RecordInput, RowError>)) {
     for (i, line) in reader.lines().enumerate() {
         let line_no = i as u64 + 1;
         let text = match line {
             Ok(text) => text,
             Err(e) => {
-                rows.push(Err(RowError {
+                each(Err(RowError {
                     line: line_no,
                     field: None,
                     reason: e.to_string(),
@@ -172,7 +205,7 @@ pub fn read_ndjson(reader: impl BufRead) -> Vec<Result<RecordInput, RowError>> {
             continue;
         }
         let mut de = serde_json::Deserializer::from_str(&text);
-        rows.push(
+        each(
             serde_path_to_error::deserialize::<_, RecordInput>(&mut de).map_err(|e| RowError {
                 line: line_no,
                 field: Some(e.path().to_string()),
@@ -180,7 +213,6 @@ pub fn read_ndjson(reader: impl BufRead) -> Vec<Result<RecordInput, RowError>> {
             }),
         );
     }
-    rows
 }
 
 #[cfg(test)]

@@ -32,12 +32,6 @@ use crate::store::{pair_placeholders, placeholders, Database, WriteTx};
 
 /// Transactions that hit a deadlock or serialization failure are tried this many times.
 const MAX_ATTEMPTS: u32 = 8;
-/// At most this many stored records are read per blocking key: a key shared by more records
-/// (a family email, a placeholder phone) is capped rather than compared all-to-all.
-const CANDIDATES_PER_KEY: i64 = 200;
-/// Keys built from names, dates and addresses are fuzzy evidence: fewer candidates each, the
-/// most recently changed first.
-const CANDIDATES_PER_FUZZY_KEY: i64 = 50;
 /// A new record keeps at most this many edges into each customer it joins: enough that one
 /// deleted record rarely disconnects the rest, without growing quadratically in big customers.
 const LINKS_PER_CUSTOMER: usize = 3;
@@ -176,6 +170,11 @@ impl Resolver {
         &self.engine
     }
 
+    pub(crate) fn candidate_caps(&self) -> (usize, usize) {
+        let config = self.engine.config();
+        (config.max_block_size, config.max_fuzzy_block_size)
+    }
+
     pub(crate) fn survivorship(&self) -> &SurvivorshipConfig {
         &self.engine.config().survivorship
     }
@@ -244,7 +243,8 @@ impl Resolver {
         }
         self.db.lock_keys(&mut write, &keys).await?;
 
-        let candidates = load_candidates(&mut write.tx, &probe_keys, &key).await?;
+        let candidates =
+            load_candidates(&mut write.tx, &probe_keys, &key, self.candidate_caps()).await?;
         let names = self.stored_names(&mut write.tx, &features).await?;
         let mut found = self.matches(&features, &candidates, &names);
         let now = now_millis();
@@ -911,19 +911,23 @@ pub(crate) async fn load_record(
 }
 
 /// Stored records sharing at least one blocking key with the probe, the probe itself excluded.
+/// At most `caps.0` stored records are read per identifier key and `caps.1` per fuzzy key (the
+/// most recently changed first): a key shared by more records (a family email, a common name)
+/// is capped rather than compared all-to-all.
 pub(crate) async fn load_candidates(
     conn: &mut AnyConnection,
     keys: &[String],
     probe: &RecordKey,
+    caps: (usize, usize),
 ) -> Result<Vec<StoredRecord>, StoreError> {
     let mut seen: BTreeSet<RecordKey> = BTreeSet::new();
     let mut out = Vec::new();
     for key in keys {
         let cap = if blocking::is_identifier_key(key) {
-            CANDIDATES_PER_KEY
+            caps.0
         } else {
-            CANDIDATES_PER_FUZZY_KEY
-        };
+            caps.1
+        } as i64;
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM blocking_keys k \
              JOIN records r ON r.source = k.source AND r.source_id = k.source_id \

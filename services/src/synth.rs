@@ -831,11 +831,13 @@ pub fn generate(records: usize, seed: u64) -> Vec<SyntheticRecord> {
                 },
                 dob,
                 email: {
-                    // A mailbox belongs to one person: draw again on a collision.
+                    // A mailbox belongs to one person: on a collision, a number goes after the
+                    // name, as providers suggest (the person's id keeps it unique).
                     let mut email = email_for(&mut rng, first, last, id);
-                    while !emails_taken.insert(email.clone()) {
-                        let salt = id + rng.below(1_000_000);
-                        email = email_for(&mut rng, first, last, salt);
+                    if !emails_taken.insert(email.clone()) {
+                        let (user, domain) = email.split_once('@').unwrap_or((&email, ""));
+                        email = format!("{user}{id}@{domain}");
+                        emails_taken.insert(email.clone());
                     }
                     email
                 },
