@@ -123,24 +123,38 @@ fn load_truth(path: &Path) -> anyhow::Result<HashMap<(String, String), Truth>> {
 /// Of the record pairs that share a hard-negative group but are different persons, how many
 /// were kept apart.
 fn hard_negatives(predicted: &[u32], persons: &[String], groups: &[Option<String>]) -> (u64, u64) {
-    let mut by_group: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, g) in groups.iter().enumerate() {
-        if let Some(g) = g {
-            by_group.entry(g.as_str()).or_default().push(i);
-        }
+    let negatives = pairs_sharing(groups, |i, j| {
+        groups[i].is_some() && persons[i] != persons[j]
+    });
+    let apart = negatives
+        .iter()
+        .filter(|&&(i, j)| predicted[i] != predicted[j])
+        .count();
+    (apart as u64, negatives.len() as u64)
+}
+
+/// The pairs of records (by index, smaller first, sorted) that share a label and satisfy
+/// `keep`.
+fn pairs_sharing<L: std::hash::Hash + Eq>(
+    labels: &[L],
+    keep: impl Fn(usize, usize) -> bool,
+) -> Vec<(usize, usize)> {
+    let mut by_label: HashMap<&L, Vec<usize>> = HashMap::new();
+    for (i, label) in labels.iter().enumerate() {
+        by_label.entry(label).or_default().push(i);
     }
-    let (mut total, mut apart) = (0, 0);
-    for members in by_group.values() {
+    let mut pairs = Vec::new();
+    for members in by_label.values() {
         for (x, &i) in members.iter().enumerate() {
             for &j in &members[x + 1..] {
-                if persons[i] != persons[j] {
-                    total += 1;
-                    apart += u64::from(predicted[i] != predicted[j]);
+                if keep(i, j) {
+                    pairs.push((i.min(j), i.max(j)));
                 }
             }
         }
     }
-    (apart, total)
+    pairs.sort_unstable();
+    pairs
 }
 
 /// Writes `c360 gen` output: the records, and the truth with hard-negative groups.
@@ -250,40 +264,12 @@ fn show_errors(
             levels.join(" ")
         )
     };
-    let mut by_person: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, t) in truth.iter().enumerate() {
-        by_person.entry(t.as_str()).or_default().push(i);
-    }
-    let mut missed = Vec::new();
-    for members in by_person.values() {
-        for (x, &i) in members.iter().enumerate() {
-            for &j in &members[x + 1..] {
-                if predicted[i] != predicted[j] {
-                    missed.push((i.min(j), i.max(j)));
-                }
-            }
-        }
-    }
-    missed.sort_unstable();
+    let missed = pairs_sharing(truth, |i, j| predicted[i] != predicted[j]);
     eprintln!("-- {} missed true pairs; the first {limit}:", missed.len());
     for &(i, j) in missed.iter().take(limit) {
         eprintln!("{}", describe(i, j));
     }
-    let mut by_customer: HashMap<u32, Vec<usize>> = HashMap::new();
-    for (i, &c) in predicted.iter().enumerate() {
-        by_customer.entry(c).or_default().push(i);
-    }
-    let mut wrong = Vec::new();
-    for members in by_customer.values() {
-        for (x, &i) in members.iter().enumerate() {
-            for &j in &members[x + 1..] {
-                if truth[i] != truth[j] {
-                    wrong.push((i.min(j), i.max(j)));
-                }
-            }
-        }
-    }
-    wrong.sort_unstable();
+    let wrong = pairs_sharing(predicted, |i, j| truth[i] != truth[j]);
     eprintln!("-- {} wrong pairs; the first {limit}:", wrong.len());
     for &(i, j) in wrong.iter().take(limit) {
         eprintln!("{}", describe(i, j));

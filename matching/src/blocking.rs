@@ -12,6 +12,19 @@ pub fn is_identifier_key(key: &str) -> bool {
         .any(|prefix| key.starts_with(prefix))
 }
 
+/// The keys a writer serializes on: the exact identifiers and the date-of-birth + name keys.
+/// Two concurrent records of one person almost always share one of them, and they are
+/// specific; locking the broad fuzzy keys too ("J. Smith in 100xx") would queue every writer
+/// behind the common names. Two records of one person that share neither an identifier nor a
+/// birth date and arrive at the same instant may end as two customers until the next record
+/// or a recompute joins them.
+pub fn lock_keys(keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .filter(|k| is_identifier_key(k) || k.starts_with("dn:"))
+        .cloned()
+        .collect()
+}
+
 fn zip3(zip: &str) -> &str {
     zip.get(..3).unwrap_or(zip)
 }
@@ -123,13 +136,7 @@ pub fn keys(f: &Features) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use c360_domain::{Profile, RecordInput};
-
-    fn features(json: serde_json::Value) -> Features {
-        Features::of(
-            &Profile::parse(&serde_json::from_value::<RecordInput>(json).unwrap()).unwrap(),
-        )
-    }
+    use crate::features::from_json as features;
 
     #[test]
     fn duplicates_with_typos_share_a_key() {

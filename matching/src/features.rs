@@ -140,6 +140,13 @@ impl Features {
     }
 }
 
+/// Features of a record given as JSON, for tests.
+#[cfg(test)]
+pub(crate) fn from_json(json: serde_json::Value) -> Features {
+    let input: c360_domain::RecordInput = serde_json::from_value(json).expect("a record");
+    Features::of(&Profile::parse(&input).expect("a valid record"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -184,13 +184,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use c360_domain::RecordInput;
-
-    fn features(json: serde_json::Value) -> Features {
-        Features::of(
-            &Profile::parse(&serde_json::from_value::<RecordInput>(json).unwrap()).unwrap(),
-        )
-    }
+    use crate::features::from_json as features;
 
     #[test]
     fn engine_links_the_same_person_and_explains_why() {

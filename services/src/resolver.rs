@@ -3,8 +3,9 @@
 //! date, all in one transaction per record.
 //!
 //! Concurrency: on PostgreSQL many replicas write at once. A writer first takes advisory locks
-//! on the record key and on every blocking key of the record (old and new version), so two
-//! records that could match each other are resolved one after the other; it then locks the
+//! on the record key and on the record's identifier and date-of-birth keys (old and new
+//! version, see [`blocking::lock_keys`]), so two records that could match each other are
+//! resolved one after the other; it then locks the
 //! rows of the customers it changes (`FOR UPDATE`, in id order), so that merges and splits of
 //! the same customer never interleave. Deadlocks and serialization failures are retried.
 
@@ -185,13 +186,34 @@ impl Resolver {
 
     /// Creates or updates one record and resolves it. Idempotent by (source, source_id).
     pub async fn ingest(&self, profile: Profile) -> Result<IngestResult, ServiceError> {
-        self.retrying(|| self.try_ingest(&profile)).await
+        let (result, names) = self.retrying(|| self.try_ingest(&profile)).await?;
+        self.count_names(names).await;
+        Ok(result)
     }
 
     /// Deletes a record; its customer is recomputed from what remains, and splits when the
     /// record was the only bridge between two groups of records.
     pub async fn delete(&self, key: &RecordKey) -> Result<(), ServiceError> {
-        self.retrying(|| self.try_delete(key)).await
+        let names = self.retrying(|| self.try_delete(key)).await?;
+        self.count_names(names).await;
+        Ok(())
+    }
+
+    /// Applies name-count changes after the record's transaction committed, in short
+    /// transactions of their own: counts only weigh common names, and updating them inside
+    /// the ingest transaction would hold a row lock on "smith" for every Smith being ingested.
+    async fn count_names(&self, changes: NameCounts) {
+        if changes.is_empty() {
+            return;
+        }
+        let outcome = async {
+            let mut conn = self.db.pool().acquire().await?;
+            apply_name_counts(&mut conn, changes).await
+        }
+        .await;
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "name counts not updated");
+        }
     }
 
     pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, ServiceError>
@@ -213,7 +235,10 @@ impl Resolver {
         }
     }
 
-    async fn try_ingest(&self, profile: &Profile) -> Result<IngestResult, ServiceError> {
+    async fn try_ingest(
+        &self,
+        profile: &Profile,
+    ) -> Result<(IngestResult, NameCounts), ServiceError> {
         let key = profile.key();
         let mut write = self.db.begin_write().await?;
         self.db
@@ -226,28 +251,36 @@ impl Resolver {
             if let (Some(new), Some(old)) = (incoming, stored.source_updated_at) {
                 if new < old {
                     write.tx.commit().await?;
-                    return Ok(unchanged(key, stored, IngestOutcome::IgnoredStale));
+                    let result = unchanged(key, stored, IngestOutcome::IgnoredStale);
+                    return Ok((result, NameCounts::new()));
                 }
             }
             if stored.profile.same_content(profile) {
                 write.tx.commit().await?;
-                return Ok(unchanged(key, stored, IngestOutcome::Unchanged));
+                let result = unchanged(key, stored, IngestOutcome::Unchanged);
+                return Ok((result, NameCounts::new()));
             }
         }
 
         let features = Features::of(profile);
         let probe_keys = blocking::keys(&features);
-        let mut keys = probe_keys.clone();
+        let mut locks = blocking::lock_keys(&probe_keys);
         if let Some(stored) = &existing {
-            keys.extend(blocking::keys(&Features::of(&stored.profile)));
+            locks.extend(blocking::lock_keys(&blocking::keys(&Features::of(
+                &stored.profile,
+            ))));
         }
-        self.db.lock_keys(&mut write, &keys).await?;
+        self.db.lock_keys(&mut write, &locks).await?;
 
         let candidates =
             load_candidates(&mut write.tx, &probe_keys, &key, self.candidate_caps()).await?;
         let names = self.stored_names(&mut write.tx, &features).await?;
         let mut found = self.matches(&features, &candidates, &names);
         let now = now_millis();
+        let mut counts = name_changes(&features, 1);
+        if let Some(stored) = &existing {
+            counts.extend(name_changes(&Features::of(&stored.profile), -1));
+        }
 
         let result = match existing {
             None => {
@@ -261,7 +294,7 @@ impl Resolver {
         };
         crate::curation::write_reviews(&mut write.tx, &profile.key(), &found.reviews, now).await?;
         write.tx.commit().await?;
-        Ok(result)
+        Ok((result, counts))
     }
 
     async fn insert_new(
@@ -295,7 +328,6 @@ impl Resolver {
 
         insert_record(&mut write.tx, profile, &customer_id, now, now).await?;
         write_index(&mut write.tx, profile, features).await?;
-        count_names(&mut write.tx, features, 1).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
         if !absorbed.is_empty() {
             absorb(&mut write.tx, &absorbed, &customer_id, now).await?;
@@ -338,8 +370,6 @@ impl Resolver {
         .await?;
         clear_index(&mut write.tx, &key).await?;
         write_index(&mut write.tx, profile, features).await?;
-        count_names(&mut write.tx, &Features::of(&stored.profile), -1).await?;
-        count_names(&mut write.tx, features, 1).await?;
         delete_links_of(&mut write.tx, &key).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
 
@@ -358,7 +388,7 @@ impl Resolver {
         })
     }
 
-    async fn try_delete(&self, key: &RecordKey) -> Result<(), ServiceError> {
+    async fn try_delete(&self, key: &RecordKey) -> Result<NameCounts, ServiceError> {
         let mut write = self.db.begin_write().await?;
         self.db
             .lock_keys(&mut write, &[record_lock_key(key)])
@@ -366,14 +396,14 @@ impl Resolver {
         let stored = load_record(&mut write.tx, key)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("record {key}")))?;
+        let keys = blocking::keys(&Features::of(&stored.profile));
         self.db
-            .lock_keys(&mut write, &blocking::keys(&Features::of(&stored.profile)))
+            .lock_keys(&mut write, &blocking::lock_keys(&keys))
             .await?;
         let affected = self
             .settle_customers(&mut write, &[], std::slice::from_ref(&stored.customer_id))
             .await?;
         clear_index(&mut write.tx, key).await?;
-        count_names(&mut write.tx, &Features::of(&stored.profile), -1).await?;
         delete_links_of(&mut write.tx, key).await?;
         crate::curation::obsolete_reviews_of(&mut write.tx, key, now_millis()).await?;
         sqlx::query("DELETE FROM records WHERE source = $1 AND source_id = $2")
@@ -383,7 +413,7 @@ impl Resolver {
             .await?;
         self.recompute(&mut write, &affected, now_millis()).await?;
         write.tx.commit().await?;
-        Ok(())
+        Ok(name_changes(&Features::of(&stored.profile), -1))
     }
 
     /// The customers that the given records (plus `extra` customers) belong to, with their rows
@@ -1046,16 +1076,24 @@ async fn links_among(
         .collect()
 }
 
-/// Adds `delta` to the stored counts of a record's names (in a fixed order, so that two writers
-/// never wait on each other's rows in a cycle).
-pub(crate) async fn count_names(
+/// Changes to the stored name counts: (field, normalized name, +1 or -1).
+pub(crate) type NameCounts = Vec<(Field, String, i64)>;
+
+fn name_changes(features: &Features, delta: i64) -> NameCounts {
+    name_values(features)
+        .into_iter()
+        .map(|(field, value)| (field, value.to_owned(), delta))
+        .collect()
+}
+
+/// Applies name-count changes, in a fixed order so that two writers never wait on each other's
+/// rows in a cycle.
+async fn apply_name_counts(
     conn: &mut AnyConnection,
-    features: &Features,
-    delta: i64,
+    mut changes: NameCounts,
 ) -> Result<(), StoreError> {
-    let mut values = name_values(features);
-    values.sort();
-    for (field, value) in values {
+    changes.sort();
+    for (field, value, delta) in changes {
         sqlx::query(
             "INSERT INTO name_counts (field, value, count) VALUES ($1, $2, $3) \
              ON CONFLICT (field, value) DO UPDATE SET count = name_counts.count + $3",
