@@ -45,6 +45,10 @@ pub fn router(state: AppState, config: &ServeConfig) -> Router {
             get(curation::list_links).post(curation::add_link),
         )
         .route("/v1/links/{link_id}", delete(curation::undo_link))
+        .route(
+            "/v1/reports/large-customers",
+            get(curation::large_customers),
+        )
         .route_layer(middleware::from_fn_with_state(
             config.api_keys.clone(),
             require_key,

@@ -27,6 +27,7 @@ use crate::routes::{curation, customers, ops, records};
         curation::add_link,
         curation::list_links,
         curation::undo_link,
+        curation::large_customers,
         ops::healthz,
         ops::readyz,
         ops::metrics,

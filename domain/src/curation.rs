@@ -168,3 +168,11 @@ pub struct MatchResult {
     /// How many stored records shared a blocking key with the probe.
     pub compared: usize,
 }
+
+/// A customer in a report: its id and size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CustomerSummary {
+    pub customer_id: CustomerId,
+    pub records: i64,
+    pub updated_at: DateTime<Utc>,
+}

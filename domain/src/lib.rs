@@ -14,8 +14,8 @@ pub mod record;
 pub mod values;
 
 pub use curation::{
-    CustomerGraph, GraphEdge, GraphNode, ManualLink, ManualLinkKind, MatchCandidate, MatchResult,
-    MatchVerdict, ReviewItem, ReviewStatus,
+    CustomerGraph, CustomerSummary, GraphEdge, GraphNode, ManualLink, ManualLinkKind,
+    MatchCandidate, MatchResult, MatchVerdict, ReviewItem, ReviewStatus,
 };
 pub use customer::{
     CustomerView, Enrichment, FieldEvidence, GoldenAddress, GoldenRecord, GoldenValue,

@@ -5,8 +5,9 @@
 use std::collections::BTreeSet;
 
 use c360_domain::{
-    CustomerGraph, CustomerId, GraphEdge, GraphNode, LinkEvidence, ManualLink, ManualLinkKind,
-    MatchCandidate, MatchResult, MatchVerdict, Profile, RecordKey, ReviewItem, ReviewStatus,
+    CustomerGraph, CustomerId, CustomerSummary, GraphEdge, GraphNode, LinkEvidence, ManualLink,
+    ManualLinkKind, MatchCandidate, MatchResult, MatchVerdict, Profile, RecordKey, ReviewItem,
+    ReviewStatus,
 };
 use c360_matching::{blocking, Features, Verdict};
 use sqlx::{AnyConnection, Row};
@@ -140,6 +141,34 @@ fn review_from_row(row: &sqlx::any::AnyRow) -> Result<ReviewItem, StoreError> {
 }
 
 impl Resolver {
+    /// Customers with at least `min_records` records, largest first: a customer far larger
+    /// than a person has records is usually a chain of wrong links (a shared placeholder
+    /// identifier, a call-center phone) and deserves a look.
+    pub async fn large_customers(
+        &self,
+        min_records: i64,
+        limit: i64,
+    ) -> Result<Vec<CustomerSummary>, ServiceError> {
+        let rows = sqlx::query(
+            "SELECT id, record_count, updated_at FROM customers \
+             WHERE merged_into IS NULL AND record_count >= $1 \
+             ORDER BY record_count DESC, id LIMIT $2",
+        )
+        .bind(min_records.max(1))
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CustomerSummary {
+                    customer_id: crate::resolver::parse_customer_id(&row.try_get::<String, _>(0)?)?,
+                    records: row.try_get(1)?,
+                    updated_at: to_time(row.try_get(2)?),
+                })
+            })
+            .collect()
+    }
+
     /// Review items, newest first, with the customers their records belong to now.
     pub async fn list_reviews(
         &self,
@@ -308,7 +337,14 @@ impl Resolver {
                 if let (Some(survivor), Some(_)) = (ids.next(), customers.iter().nth(1)) {
                     let absorbed: Vec<CustomerId> = ids.cloned().collect();
                     absorb(&mut write.tx, &absorbed, survivor, now).await?;
-                    refresh_customer(&mut write.tx, survivor, self.survivorship(), now).await?;
+                    refresh_customer(
+                        &mut write.tx,
+                        survivor,
+                        self.survivorship(),
+                        self.max_records(),
+                        now,
+                    )
+                    .await?;
                 }
                 set_review_status(&mut write.tx, &x, &y, ReviewStatus::Accepted, now).await?;
             }

@@ -176,6 +176,10 @@ impl Resolver {
         (config.max_block_size, config.max_fuzzy_block_size)
     }
 
+    pub(crate) fn max_records(&self) -> usize {
+        self.engine.config().max_customer_records
+    }
+
     pub(crate) fn survivorship(&self) -> &SurvivorshipConfig {
         &self.engine.config().survivorship
     }
@@ -332,7 +336,14 @@ impl Resolver {
         if !absorbed.is_empty() {
             absorb(&mut write.tx, &absorbed, &customer_id, now).await?;
         }
-        refresh_customer(&mut write.tx, &customer_id, self.survivorship(), now).await?;
+        refresh_customer(
+            &mut write.tx,
+            &customer_id,
+            self.survivorship(),
+            self.max_records(),
+            now,
+        )
+        .await?;
         Ok(IngestResult {
             record: key,
             customer_id,
@@ -711,7 +722,14 @@ impl Resolver {
                 assignment.insert(members[i].profile.key(), id.clone());
             }
             move_records(&mut write.tx, &moved, &id).await?;
-            refresh_customer(&mut write.tx, &id, self.survivorship(), now).await?;
+            refresh_customer(
+                &mut write.tx,
+                &id,
+                self.survivorship(),
+                self.max_records(),
+                now,
+            )
+            .await?;
         }
 
         // Ids that no component kept: absorbed into the component that took most of their
@@ -1347,9 +1365,17 @@ pub(crate) async fn refresh_customer(
     conn: &mut AnyConnection,
     id: &CustomerId,
     rules: &SurvivorshipConfig,
+    max_records: usize,
     now: i64,
 ) -> Result<(), StoreError> {
     let members = member_records(conn, id).await?;
+    if members.len() > max_records {
+        tracing::warn!(
+            customer_id = %id,
+            records = members.len(),
+            "customer larger than max_customer_records: see GET /v1/reports/large-customers"
+        );
+    }
     let golden = survivorship::golden_record(&members, rules);
     sqlx::query(
         "UPDATE customers SET golden = $1, record_count = $2, version = version + 1, \

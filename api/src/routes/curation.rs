@@ -308,3 +308,48 @@ pub async fn match_probe(
     let profile = Profile::parse(&input).map_err(ApiError::Invalid)?;
     Ok(Json(state.resolver.match_probe(&profile).await?))
 }
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LargeCustomerQuery {
+    /// Customers with at least this many records (default: the configured
+    /// `max_customer_records`).
+    #[param(example = 50)]
+    pub min_records: Option<i64>,
+    /// At most this many customers (1-1000, default 100).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerSummaryList {
+    pub customers: Vec<c360_domain::CustomerSummary>,
+}
+
+/// Suspiciously large customers, largest first: a customer with far more records than a person
+/// has is usually a chain of wrong links and deserves a look (its graph shows the links).
+#[utoipa::path(
+    get,
+    path = "/v1/reports/large-customers",
+    tag = "curation",
+    params(LargeCustomerQuery),
+    responses(
+        (status = 200, description = "Large customers", body = CustomerSummaryList),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn large_customers(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<LargeCustomerQuery>,
+) -> Result<Json<CustomerSummaryList>, ApiError> {
+    let min = query.min_records.unwrap_or_else(|| {
+        i64::try_from(state.resolver.engine().config().max_customer_records).unwrap_or(i64::MAX)
+    });
+    let customers = state
+        .resolver
+        .large_customers(min, query.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(CustomerSummaryList { customers }))
+}
