@@ -109,6 +109,19 @@ pub struct RecordKey {
     pub source_id: SourceId,
 }
 
+impl RecordKey {
+    /// Parses both parts, reporting every error.
+    pub fn parse(source: &str, source_id: &str) -> Result<Self, crate::ValidationErrors> {
+        let mut errors = crate::ValidationErrors::default();
+        let source = errors.collect(SourceName::parse(source));
+        let source_id = errors.collect(SourceId::parse(source_id));
+        match (source, source_id) {
+            (Some(source), Some(source_id)) => Ok(Self { source, source_id }),
+            _ => Err(errors),
+        }
+    }
+}
+
 impl fmt::Display for RecordKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.source, self.source_id)

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use c360_domain::{
     CustomerGraph, CustomerId, FieldError, ManualLink, ManualLinkKind, MatchResult, Profile,
-    RecordInput, RecordKey, ReviewItem, ReviewStatus, SourceId, SourceName, ValidationErrors,
+    RecordInput, RecordKey, ReviewItem, ReviewStatus, ValidationErrors,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -137,13 +137,11 @@ pub struct NewManualLink {
 }
 
 fn record_key(field: &str, r: &RecordRef) -> Result<RecordKey, ApiError> {
-    let mut errors = ValidationErrors::default();
-    let source = errors.collect(SourceName::parse(&r.source).map_err(|e| e.under(field)));
-    let source_id = errors.collect(SourceId::parse(&r.source_id).map_err(|e| e.under(field)));
-    match (source, source_id) {
-        (Some(source), Some(source_id)) => Ok(RecordKey { source, source_id }),
-        _ => Err(ApiError::Invalid(errors)),
-    }
+    RecordKey::parse(&r.source, &r.source_id).map_err(|errors| {
+        ApiError::Invalid(ValidationErrors(
+            errors.0.into_iter().map(|e| e.under(field)).collect(),
+        ))
+    })
 }
 
 /// Link two records by hand: `must_link` merges their customers (guard rails do not apply),

@@ -4,10 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use c360_domain::{
-    IngestOutcome, IngestResult, Profile, RecordInput, RecordKey, RecordView, SourceId, SourceName,
-    ValidationErrors,
-};
+use c360_domain::{IngestOutcome, IngestResult, Profile, RecordInput, RecordKey, RecordView};
 
 use crate::app::AppState;
 use crate::extract::JsonBody;
@@ -57,13 +54,7 @@ pub async fn upsert_record(
 }
 
 fn record_key(source: &str, source_id: &str) -> Result<RecordKey, ApiError> {
-    let mut errors = ValidationErrors::default();
-    let source = errors.collect(SourceName::parse(source));
-    let source_id = errors.collect(SourceId::parse(source_id));
-    match (source, source_id) {
-        (Some(source), Some(source_id)) => Ok(RecordKey { source, source_id }),
-        _ => Err(ApiError::BadRequest(errors)),
-    }
+    RecordKey::parse(source, source_id).map_err(ApiError::BadRequest)
 }
 
 /// Read one record and the customer it belongs to.
