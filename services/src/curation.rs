@@ -187,16 +187,22 @@ impl Resolver {
             .await?;
         let mut items: Vec<ReviewItem> =
             rows.iter().map(review_from_row).collect::<Result<_, _>>()?;
-        let keys: Vec<RecordKey> = items
-            .iter()
-            .flat_map(|i| [i.a.clone(), i.b.clone()])
-            .collect();
-        let owners = customer_of_each(&mut conn, &keys).await?;
-        for item in &mut items {
-            item.a_customer_id = owners.get(&item.a).cloned();
-            item.b_customer_id = owners.get(&item.b).cloned();
-        }
+        with_customers(&mut conn, &mut items).await?;
         Ok(items)
+    }
+
+    /// One review item, with the customers its records belong to now.
+    async fn get_review(&self, id: &str) -> Result<ReviewItem, ServiceError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let sql = format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("review {id}")))?;
+        let mut items = vec![review_from_row(&row)?];
+        with_customers(&mut conn, &mut items).await?;
+        Ok(items.remove(0))
     }
 
     /// A person's decision on a review item: same person (a must-link) or not (a cannot-link).
@@ -206,15 +212,7 @@ impl Resolver {
         same_person: bool,
         note: Option<String>,
     ) -> Result<ReviewItem, ServiceError> {
-        let mut conn = self.db.pool().acquire().await?;
-        let sql = format!("SELECT {REVIEW_COLUMNS} FROM reviews WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("review {id}")))?;
-        let item = review_from_row(&row)?;
-        drop(conn);
+        let item = self.get_review(id).await?;
         if item.status != ReviewStatus::Open {
             return Err(ServiceError::Conflict(format!(
                 "review {id} is {}, not open",
@@ -226,13 +224,8 @@ impl Resolver {
         } else {
             ManualLinkKind::CannotLink
         };
-        self.add_manual_link(kind, item.a.clone(), item.b.clone(), note)
-            .await?;
-        let reviews = self.list_reviews(None, 1000).await?;
-        reviews
-            .into_iter()
-            .find(|r| r.id == id)
-            .ok_or_else(|| ServiceError::NotFound(format!("review {id}")))
+        self.add_manual_link(kind, item.a, item.b, note).await?;
+        self.get_review(id).await
     }
 
     /// Records a manual link and applies it: a must-link merges the two records' customers
@@ -563,6 +556,23 @@ impl Resolver {
             compared,
         })
     }
+}
+
+/// Fills in the customers the items' records belong to now.
+async fn with_customers(
+    conn: &mut AnyConnection,
+    items: &mut [ReviewItem],
+) -> Result<(), StoreError> {
+    let keys: Vec<RecordKey> = items
+        .iter()
+        .flat_map(|i| [i.a.clone(), i.b.clone()])
+        .collect();
+    let owners = customer_of_each(conn, &keys).await?;
+    for item in items {
+        item.a_customer_id = owners.get(&item.a).cloned();
+        item.b_customer_id = owners.get(&item.b).cloned();
+    }
+    Ok(())
 }
 
 /// Removes the edge between two records, whatever its evidence.
