@@ -52,8 +52,8 @@ pub enum ApiError {
     Forbidden,
     #[error("{0}")]
     Conflict(String),
-    #[error("the database is unavailable")]
-    Unavailable,
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal,
 }
@@ -102,7 +102,7 @@ impl ApiError {
                 "conflict",
                 "Conflict with the current state",
             ),
-            Self::Unavailable => (
+            Self::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
@@ -137,6 +137,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(e) => Self::Invalid(e),
             ServiceError::NotFound(what) => Self::NotFound(format!("{what} not found")),
             ServiceError::Conflict(why) => Self::Conflict(why),
+            ServiceError::Unavailable(why) => Self::Unavailable(why),
             ServiceError::Store(e) => {
                 // Store errors carry no PII: queries bind values, and messages name tables.
                 tracing::error!(error = %e, "store failure");

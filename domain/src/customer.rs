@@ -65,9 +65,7 @@ pub struct IdentifierEntry {
     pub records: u32,
 }
 
-/// Geo and demographic enrichment of the customer's golden address. Empty until enrichment runs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Enrichment {}
+pub use crate::enrichment::Enrichment;
 
 /// How one field compared in a scored pair, and what it weighed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -7,6 +7,7 @@
 
 pub mod curation;
 pub mod customer;
+pub mod enrichment;
 pub mod error;
 pub mod ids;
 pub mod outcome;
@@ -20,6 +21,10 @@ pub use curation::{
 pub use customer::{
     CustomerView, Enrichment, FieldEvidence, GoldenAddress, GoldenRecord, GoldenValue,
     IdentifierEntry, LinkEvidence, MemberRecord, RecordView,
+};
+pub use enrichment::{
+    BlockGroup, BlockGroupReport, DemographicHistogram, DemographicValue, Demographics,
+    EnrichmentStatus, GeoPrecision, Geocode, HistogramBin,
 };
 pub use error::{FieldError, ValidationErrors};
 pub use ids::{CustomerId, IdentifierKind, RecordKey, SourceId, SourceName};

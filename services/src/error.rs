@@ -40,8 +40,18 @@ pub enum ServiceError {
     /// The request contradicts the current state (e.g. a must-link where a cannot-link is).
     #[error("{0}")]
     Conflict(String),
+    /// A dependency other than the database (a geocoder) cannot answer now; try again later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ServiceError {
+    /// One invalid input field.
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        Self::Invalid(c360_domain::FieldError::new(field, reason).into())
+    }
 }
 
 impl From<sqlx::Error> for ServiceError {

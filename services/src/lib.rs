@@ -2,6 +2,7 @@
 //! `c360-matching` and keeps the identity graph and the single customer view in a store.
 
 pub mod curation;
+pub mod enrich;
 pub mod error;
 pub mod input;
 pub mod resolver;

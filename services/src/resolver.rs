@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use c360_domain::{
-    CustomerId, CustomerView, Enrichment, GoldenRecord, IdentifierEntry, IdentifierKind,
+    CustomerId, CustomerView, Enrichment, EnrichmentStatus, GoldenRecord, IdentifierEntry, IdentifierKind,
     IngestOutcome, IngestResult, LinkEvidence, MemberRecord, Profile, RecordKey, RecordView,
     SourceId, SourceName,
 };
@@ -1350,7 +1350,8 @@ pub(crate) async fn absorb(
     let list = placeholders(3, absorbed.len());
     let sql = format!(
         "UPDATE customers SET merged_into = $1, golden = '{{}}', record_count = 0, \
-         version = version + 1, updated_at = $2 WHERE id IN ({list}) OR merged_into IN ({list})"
+         enrichment = NULL, enrichment_key = NULL, enrichment_pending = 0, \
+         blockgroup_geoid = NULL, version = version + 1, updated_at = $2 WHERE id IN ({list}) OR merged_into IN ({list})"
     );
     let mut query = sqlx::query(&sql).bind(survivor.as_str()).bind(now);
     for id in absorbed {
@@ -1377,14 +1378,29 @@ pub(crate) async fn refresh_customer(
         );
     }
     let golden = survivorship::golden_record(&members, rules);
+    // Enrichment follows the golden address: a new key makes the customer pending (and drops
+    // the old enrichment); the same key keeps what is there. SET reads the old row values.
+    let address_key = golden
+        .address
+        .as_ref()
+        .and_then(|a| crate::enrich::address_key(&a.value));
     sqlx::query(
         "UPDATE customers SET golden = $1, record_count = $2, version = version + 1, \
-         updated_at = $3, merged_into = NULL WHERE id = $4",
+         updated_at = $3, merged_into = NULL, \
+         enrichment_pending = CASE WHEN enrichment_key IS NOT DISTINCT FROM CAST($5 AS TEXT) \
+           THEN enrichment_pending WHEN CAST($5 AS TEXT) IS NULL THEN 0 ELSE 1 END, \
+         enrichment = CASE WHEN enrichment_key IS NOT DISTINCT FROM CAST($5 AS TEXT) \
+           THEN enrichment ELSE NULL END, \
+         blockgroup_geoid = CASE WHEN enrichment_key IS NOT DISTINCT FROM CAST($5 AS TEXT) \
+           THEN blockgroup_geoid ELSE NULL END, \
+         enrichment_key = CAST($5 AS TEXT) \
+         WHERE id = $4",
     )
     .bind(to_json(&golden)?)
     .bind(members.len() as i64)
     .bind(now)
     .bind(id.as_str())
+    .bind(address_key)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -1405,13 +1421,31 @@ async fn member_records(
         .collect())
 }
 
+/// The enrichment as stored, or what its absence means (no address, or pending).
+fn stored_enrichment(row: &sqlx::any::AnyRow) -> Result<Enrichment, StoreError> {
+    let stored: Option<String> = row.try_get(4)?;
+    let key: Option<String> = row.try_get(5)?;
+    let pending: i64 = row.try_get(6)?;
+    let mut enrichment = match stored {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("enrichment: {e}")))?,
+        None => Enrichment::default(),
+    };
+    if pending == 1 {
+        enrichment.status = EnrichmentStatus::Pending;
+    } else if key.is_none() {
+        enrichment = Enrichment::default();
+    }
+    Ok(enrichment)
+}
+
 async fn load_view(
     conn: &mut AnyConnection,
     id: &CustomerId,
 ) -> Result<Option<CustomerView>, StoreError> {
     let Some(row) = sqlx::query(
-        "SELECT golden, version, created_at, updated_at FROM customers \
-         WHERE id = $1 AND merged_into IS NULL",
+        "SELECT golden, version, created_at, updated_at, enrichment, enrichment_key, \
+         enrichment_pending FROM customers WHERE id = $1 AND merged_into IS NULL",
     )
     .bind(id.as_str())
     .fetch_optional(&mut *conn)
@@ -1448,7 +1482,7 @@ async fn load_view(
         golden,
         records,
         identifiers,
-        enrichment: Enrichment::default(),
+        enrichment: stored_enrichment(&row)?,
         version: row.try_get(1)?,
         created_at: to_time(row.try_get(2)?),
         updated_at: to_time(row.try_get(3)?),

@@ -32,7 +32,7 @@ pub async fn healthz() -> Json<Health> {
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.resolver.database().ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
-        ApiError::Unavailable
+        ApiError::Unavailable("the database is unavailable".into())
     })?;
     Ok(Json(Health { status: "ready" }))
 }

@@ -1,0 +1,1 @@
+//! Amazon Location Service geocoder (see below).
