@@ -81,6 +81,33 @@ pub struct AddressInput {
     pub country: Option<String>,
 }
 
+impl AddressInput {
+    /// The address as a validated [`PostalAddress`]; `None` when every part is empty.
+    pub fn parse(&self) -> Result<Option<PostalAddress>, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let country = given(&self.country).and_then(|raw| errors.collect(Country::parse(raw)));
+        let parsed = PostalAddress::parse(
+            [
+                given(&self.line1),
+                given(&self.line2),
+                given(&self.city),
+                given(&self.state),
+                given(&self.postal_code),
+            ],
+            country,
+            ["line1", "line2", "city", "state", "postal_code"],
+        );
+        match parsed {
+            Ok(address) if errors.is_empty() => Ok(address),
+            Ok(_) => Err(errors),
+            Err(es) => {
+                es.into_iter().for_each(|e| errors.push(e));
+                Err(errors)
+            }
+        }
+    }
+}
+
 /// A parsed record: every value validated and in canonical form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Profile {

@@ -350,6 +350,7 @@ impl Resolver {
         }
         write.tx.commit().await?;
         tracing::info!(kind = kind.as_str(), "manual link added");
+        self.enrich_after_write(None).await;
         Ok(link)
     }
 
@@ -398,6 +399,7 @@ impl Resolver {
         }
         write.tx.commit().await?;
         tracing::info!(kind = link.kind.as_str(), "manual link undone");
+        self.enrich_after_write(None).await;
         Ok(link)
     }
 

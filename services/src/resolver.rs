@@ -28,6 +28,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
+use crate::enrich::Enricher;
 use crate::error::{ServiceError, StoreError};
 use crate::store::{pair_placeholders, placeholders, Database, WriteTx};
 
@@ -60,6 +61,8 @@ pub struct Resolver {
     pub(crate) engine: Arc<Engine>,
     /// How many records are stored, refreshed every few seconds: term frequencies divide by it.
     record_count: Arc<std::sync::Mutex<(std::time::Instant, f64)>>,
+    /// Keeps customers' geo enrichment current after each write; `None`: no enrichment.
+    enricher: Option<Arc<Enricher>>,
 }
 
 /// How long the cached record count is trusted.
@@ -164,6 +167,24 @@ impl Resolver {
                 std::time::Instant::now() - RECORD_COUNT_TTL * 2,
                 0.0,
             ))),
+            enricher: None,
+        }
+    }
+
+    /// Enriches customers' golden addresses after every write.
+    pub fn with_enricher(mut self, enricher: Arc<Enricher>) -> Self {
+        self.enricher = Some(enricher);
+        self
+    }
+
+    pub fn enricher(&self) -> Option<&Arc<Enricher>> {
+        self.enricher.as_ref()
+    }
+
+    /// After a write committed: brings enrichment up to date (see [`Enricher::after_write`]).
+    pub(crate) async fn enrich_after_write(&self, customer: Option<&CustomerId>) {
+        if let Some(enricher) = &self.enricher {
+            enricher.after_write(customer).await;
         }
     }
 
@@ -192,6 +213,7 @@ impl Resolver {
     pub async fn ingest(&self, profile: Profile) -> Result<IngestResult, ServiceError> {
         let (result, names) = self.retrying(|| self.try_ingest(&profile)).await?;
         self.count_names(names).await;
+        self.enrich_after_write(Some(&result.customer_id)).await;
         Ok(result)
     }
 
@@ -200,6 +222,7 @@ impl Resolver {
     pub async fn delete(&self, key: &RecordKey) -> Result<(), ServiceError> {
         let names = self.retrying(|| self.try_delete(key)).await?;
         self.count_names(names).await;
+        self.enrich_after_write(None).await;
         Ok(())
     }
 

@@ -267,7 +267,7 @@ fn read_acs(bytes: &[u8], file: &str) -> Result<(HashMap<String, AcsRow>, Vec<St
 // ---------------------------------------------------------------------------------------------
 // Polygons
 
-fn read_areas_file(path: &Path) -> Result<Vec<BlockGroupArea>, DataFileError> {
+pub fn read_areas_file(path: &Path) -> Result<Vec<BlockGroupArea>, DataFileError> {
     let name = path.display().to_string();
     let extension = path
         .extension()

@@ -13,6 +13,8 @@ pub mod census;
 pub mod data;
 pub mod location;
 pub mod offline;
+#[cfg(test)]
+mod fake_location;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -114,6 +116,54 @@ pub fn address_key(address: &PostalAddress) -> Option<String> {
         return None;
     }
     Some(parts.join("|"))
+}
+
+/// The census index from files, or the embedded sample area when a path is not given.
+pub fn load_census(
+    blockgroups: Option<&std::path::Path>,
+    acs: Option<&std::path::Path>,
+) -> Result<CensusIndex, DataFileError> {
+    let areas = match blockgroups {
+        Some(path) => census::read_areas_file(path)?,
+        None => census::read_geojson(data::BLOCKGROUPS_GEOJSON, "embedded blockgroups.geojson")?,
+    };
+    match acs {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| DataFileError::io(path, e))?;
+            CensusIndex::new(areas, &bytes, &path.display().to_string())
+        }
+        None => CensusIndex::new(areas, data::ACS_CSV, "embedded acs_blockgroups.csv"),
+    }
+}
+
+/// The offline geocoder from address-point CSVs and a ZIP table, or the embedded ones.
+pub fn load_offline_geocoder(
+    address_points: &[std::path::PathBuf],
+    zip_centroids: Option<&std::path::Path>,
+) -> Result<OfflineGeocoder, DataFileError> {
+    let mut files = Vec::new();
+    for path in address_points {
+        let bytes = std::fs::read(path).map_err(|e| DataFileError::io(path, e))?;
+        files.push((path.display().to_string(), bytes));
+    }
+    let zips = match zip_centroids {
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read(path).map_err(|e| DataFileError::io(path, e))?,
+        ),
+        None => (
+            "embedded zip_centroids.csv".to_owned(),
+            data::ZIP_CENTROIDS_CSV.to_vec(),
+        ),
+    };
+    let mut points: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
+        .collect();
+    if points.is_empty() {
+        points.push(("embedded address_points.csv", data::ADDRESS_POINTS_CSV));
+    }
+    OfflineGeocoder::new(&points, (&zips.0, &zips.1))
 }
 
 /// Turns geocoders' points into enrichment and keeps customers' enrichment current.
@@ -258,8 +308,8 @@ impl Enricher {
 
     /// Called after a write committed: enriches `customer` now when the geocoder is local (so
     /// that reading the customer right after shows it), and wakes the worker for the rest.
-    pub async fn after_write(&self, customer: &CustomerId) {
-        if self.geocoder.is_local() {
+    pub async fn after_write(&self, customer: Option<&CustomerId>) {
+        if let Some(customer) = customer.filter(|_| self.geocoder.is_local()) {
             if let Err(e) = self.enrich_customer(customer).await {
                 tracing::warn!(error = %e, "enrichment failed; the worker retries it");
             }
