@@ -16,7 +16,7 @@ use crate::config::ServeConfig;
 use crate::metrics::{track, Metrics};
 use crate::openapi::ApiDoc;
 use crate::problem::{problem_for_status, problem_response, ApiError};
-use crate::routes::{curation, customers, ops, records};
+use crate::routes::{curation, customers, enrichment, ops, records};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -49,6 +49,12 @@ pub fn router(state: AppState, config: &ServeConfig) -> Router {
             "/v1/reports/large-customers",
             get(curation::large_customers),
         )
+        .route("/v1/geocode", post(enrichment::geocode))
+        .route(
+            "/v1/census/blockgroups/{geoid}",
+            get(enrichment::block_group),
+        )
+        .route("/v1/insights/demographics", get(enrichment::demographics))
         .route_layer(middleware::from_fn_with_state(
             config.api_keys.clone(),
             require_key,

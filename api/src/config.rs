@@ -1,6 +1,7 @@
 //! Configuration of `c360 serve`, from flags or environment variables.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -25,6 +26,70 @@ pub struct DatabaseArgs {
     pub db_max_connections: u32,
 }
 
+/// Which geocoder enriches customers' addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GeocoderKind {
+    /// The embedded address points and ZIP centroids (or the files given below).
+    Offline,
+    /// Amazon Location Service (`C360_LOCATION_PLACE_INDEX`; AWS region, credentials and
+    /// endpoint from the usual AWS configuration).
+    AwsLocation,
+    /// No enrichment.
+    Off,
+}
+
+/// Geo enrichment: geocoder and census data.
+#[derive(Debug, Clone, Args)]
+pub struct EnrichmentArgs {
+    #[arg(long, env = "C360_GEOCODER", value_enum, default_value_t = GeocoderKind::Offline)]
+    pub geocoder: GeocoderKind,
+
+    /// Address-point CSVs for the offline geocoder (OpenAddresses columns), comma-separated.
+    /// Default: the embedded Washington, DC points.
+    #[arg(long, env = "C360_ADDRESS_POINTS", value_delimiter = ',')]
+    pub address_points: Vec<PathBuf>,
+
+    /// ZIP centroid CSV (`zip,lat,lon,city,state`). Default: the embedded national table.
+    #[arg(long, env = "C360_ZIP_CENTROIDS")]
+    pub zip_centroids: Option<PathBuf>,
+
+    /// Block-group polygons: GeoJSON, or a TIGER/Line shapefile `.zip` / `.shp`.
+    /// Default: the embedded Washington, DC block groups.
+    #[arg(long, env = "C360_BLOCKGROUPS")]
+    pub blockgroups: Option<PathBuf>,
+
+    /// ACS figures per block group (CSV with a `geoid` column). Default: embedded DC 2019-2023.
+    #[arg(long, env = "C360_ACS")]
+    pub acs: Option<PathBuf>,
+
+    /// Amazon Location Service place index (with `--geocoder aws-location`).
+    #[arg(long, env = "C360_LOCATION_PLACE_INDEX")]
+    pub location_place_index: Option<String>,
+
+    /// Endpoint override for Amazon Location Service (a local server, say).
+    #[arg(long, env = "C360_LOCATION_ENDPOINT")]
+    pub location_endpoint: Option<String>,
+
+    /// Seconds between retries of customers whose enrichment is pending.
+    #[arg(long, env = "C360_ENRICH_RETRY_SECS", default_value_t = 30)]
+    pub enrich_retry_secs: u64,
+}
+
+impl Default for EnrichmentArgs {
+    fn default() -> Self {
+        Self {
+            geocoder: GeocoderKind::Offline,
+            address_points: Vec::new(),
+            zip_centroids: None,
+            blockgroups: None,
+            acs: None,
+            location_place_index: None,
+            location_endpoint: None,
+            enrich_retry_secs: 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
     /// Address to listen on.
@@ -45,6 +110,9 @@ pub struct ServeConfig {
     /// Seconds a request may take before it is answered 503.
     #[arg(long, env = "C360_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+
+    #[command(flatten)]
+    pub enrichment: EnrichmentArgs,
 
     /// Log format.
     #[arg(long, env = "C360_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -67,6 +135,7 @@ impl ServeConfig {
             api_keys: None,
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
+            enrichment: EnrichmentArgs::default(),
             log_format: LogFormat::Text,
         }
     }

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{curation, customers, ops, records};
+use crate::routes::{curation, customers, enrichment, ops, records};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,9 @@ use crate::routes::{curation, customers, ops, records};
         curation::list_links,
         curation::undo_link,
         curation::large_customers,
+        enrichment::geocode,
+        enrichment::block_group,
+        enrichment::demographics,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -38,6 +41,7 @@ use crate::routes::{curation, customers, ops, records};
         (name = "records", description = "Profile records from source systems"),
         (name = "customers", description = "The single customer view, its graph, and who-is-this matching"),
         (name = "curation", description = "Review queue and manual links"),
+        (name = "enrichment", description = "Geocoding, census block groups and demographic insights"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

@@ -1,15 +1,19 @@
 //! Starting and stopping the HTTP server.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use c360_matching::Engine;
+use c360_services::enrich::location::{LocationGeocoder, LocationSettings};
+use c360_services::enrich::{load_census, load_offline_geocoder, Enricher, Geocoder};
 use c360_services::{Database, Resolver};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::app::{router, AppState};
-use crate::config::ServeConfig;
+use crate::config::{EnrichmentArgs, GeocoderKind, ServeConfig};
 use crate::metrics::Metrics;
 
 /// Connects to the database and applies pending migrations.
@@ -24,6 +28,49 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    worker: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+/// Loads the census data and builds the configured geocoder. A corrupt data file fails here,
+/// at start, naming the file, the line or feature, and the reason.
+pub async fn build_enricher(
+    args: &EnrichmentArgs,
+    db: Database,
+) -> anyhow::Result<Option<Arc<Enricher>>> {
+    let geocoder: Arc<dyn Geocoder> = match args.geocoder {
+        GeocoderKind::Off => return Ok(None),
+        GeocoderKind::Offline => {
+            let (points, zips) = (args.address_points.clone(), args.zip_centroids.clone());
+            let geocoder = tokio::task::spawn_blocking(move || {
+                load_offline_geocoder(&points, zips.as_deref())
+            })
+            .await??;
+            tracing::info!(
+                address_points = geocoder.point_count(),
+                "offline geocoder ready"
+            );
+            Arc::new(geocoder)
+        }
+        GeocoderKind::AwsLocation => {
+            let index = args.location_place_index.clone().ok_or_else(|| {
+                anyhow::anyhow!("--geocoder aws-location needs C360_LOCATION_PLACE_INDEX")
+            })?;
+            let mut settings = LocationSettings::new(index);
+            settings.endpoint = args.location_endpoint.clone();
+            Arc::new(LocationGeocoder::connect(settings).await)
+        }
+    };
+    let (blockgroups, acs) = (args.blockgroups.clone(), args.acs.clone());
+    let census =
+        tokio::task::spawn_blocking(move || load_census(blockgroups.as_deref(), acs.as_deref()))
+            .await??;
+    tracing::info!(block_groups = census.len(), "census index ready");
+    Ok(Some(Arc::new(Enricher::new(
+        geocoder,
+        Arc::new(census),
+        db,
+        Duration::from_secs(args.enrich_retry_secs.max(1)),
+    ))))
 }
 
 impl RunningServer {
@@ -33,8 +80,18 @@ impl RunningServer {
         if config.api_keys.is_none() {
             tracing::warn!("C360_API_KEYS is not set: the API is open to anyone who can reach it");
         }
+        let mut resolver = Resolver::new(db.clone(), Engine::shipped());
+        let mut worker = None;
+        if let Some(enricher) = build_enricher(&config.enrichment, db).await? {
+            resolver = resolver.with_enricher(enricher.clone());
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(enricher.run_worker(async move {
+                let _ = stopped.await;
+            }));
+            worker = Some((stop, task));
+        }
         let state = AppState {
-            resolver: Resolver::new(db, Engine::shipped()),
+            resolver,
             metrics: Metrics::new()?,
         };
         let app = router(state, &config);
@@ -53,6 +110,7 @@ impl RunningServer {
             addr,
             stop: Some(stop),
             task,
+            worker,
         })
     }
 
@@ -62,6 +120,10 @@ impl RunningServer {
             let _ = stop.send(());
         }
         (&mut self.task).await??;
+        if let Some((stop, task)) = self.worker.take() {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
         Ok(())
     }
 }

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use c360_domain::{
-    CustomerId, CustomerView, Enrichment, EnrichmentStatus, GoldenRecord, IdentifierEntry, IdentifierKind,
-    IngestOutcome, IngestResult, LinkEvidence, MemberRecord, Profile, RecordKey, RecordView,
-    SourceId, SourceName,
+    CustomerId, CustomerView, Enrichment, EnrichmentStatus, GoldenRecord, IdentifierEntry,
+    IdentifierKind, IngestOutcome, IngestResult, LinkEvidence, MemberRecord, Profile, RecordKey,
+    RecordView, SourceId, SourceName,
 };
 use c360_matching::compare::{Field, MISSING};
 use c360_matching::model::{Population, UnknownPopulation};

@@ -1,4 +1,5 @@
 pub mod curation;
 pub mod customers;
+pub mod enrichment;
 pub mod ops;
 pub mod records;

@@ -37,11 +37,36 @@ impl std::fmt::Display for GeocodeAccuracy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let share = |n: usize| 100.0 * n as f64 / self.addresses.max(1) as f64;
         writeln!(f, "addresses            {}", self.addresses)?;
-        writeln!(f, "rooftop              {} ({:.2}%)", self.rooftop, share(self.rooftop))?;
-        writeln!(f, "postal               {} ({:.2}%)", self.postal, share(self.postal))?;
-        writeln!(f, "none                 {} ({:.2}%)", self.none, share(self.none))?;
-        writeln!(f, "right block group    {} ({:.2}%)", self.right_block_group, share(self.right_block_group))?;
-        writeln!(f, "wrong block group    {} ({:.2}%)", self.wrong_block_group, share(self.wrong_block_group))?;
+        writeln!(
+            f,
+            "rooftop              {} ({:.2}%)",
+            self.rooftop,
+            share(self.rooftop)
+        )?;
+        writeln!(
+            f,
+            "postal               {} ({:.2}%)",
+            self.postal,
+            share(self.postal)
+        )?;
+        writeln!(
+            f,
+            "none                 {} ({:.2}%)",
+            self.none,
+            share(self.none)
+        )?;
+        writeln!(
+            f,
+            "right block group    {} ({:.2}%)",
+            self.right_block_group,
+            share(self.right_block_group)
+        )?;
+        writeln!(
+            f,
+            "wrong block group    {} ({:.2}%)",
+            self.wrong_block_group,
+            share(self.wrong_block_group)
+        )?;
         write!(
             f,
             "time                 {:.3} s ({:.1} µs per address, PIP included)",
@@ -65,10 +90,9 @@ pub fn evaluate(
         .map_err(|e| DataFileError::at("address points", "line 1", e.to_string()))?
         .clone();
     let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| DataFileError::at("address points", "line 1", format!("no `{name}` column")))
+        headers.iter().position(|h| h == name).ok_or_else(|| {
+            DataFileError::at("address points", "line 1", format!("no `{name}` column"))
+        })
     };
     let (number, street, city, state, zip, expected) = (
         column("number")?,
@@ -82,8 +106,17 @@ pub fn evaluate(
     let mut figures = GeocodeAccuracy::default();
     let started = std::time::Instant::now();
     for (n, row) in reader.records().enumerate() {
-        let row = row.map_err(|e| DataFileError::at("address points", &format!("line {}", n + 2), e.to_string()))?;
-        let address = customer_spelling(&mut rng, &row[number], &row[street], &row[city], &row[state], &row[zip]);
+        let row = row.map_err(|e| {
+            DataFileError::at("address points", &format!("line {}", n + 2), e.to_string())
+        })?;
+        let address = customer_spelling(
+            &mut rng,
+            &row[number],
+            &row[street],
+            &row[city],
+            &row[state],
+            &row[zip],
+        );
         let found = geocoder.locate(&address);
         figures.addresses += 1;
         match found.precision {
@@ -158,12 +191,19 @@ fn customer_spelling(
             _ => upper,
         };
         let replaced = if let Some((_, forms)) = TYPES.iter().find(|(t, forms)| {
-            *t == upper || forms.iter().any(|f| f.trim_end_matches('.').eq_ignore_ascii_case(&upper))
+            *t == upper
+                || forms
+                    .iter()
+                    .any(|f| f.trim_end_matches('.').eq_ignore_ascii_case(&upper))
         }) {
             forms[rng.below(forms.len())].to_owned()
         } else if let Some((_, forms)) = QUADRANTS.iter().find(|(q, _)| *q == upper) {
             forms[rng.below(forms.len())].to_owned()
-        } else if let Some((_, spelled)) = ORDINALS.iter().find(|(o, _)| *o == upper).filter(|_| rng.below(3) == 0) {
+        } else if let Some((_, spelled)) = ORDINALS
+            .iter()
+            .find(|(o, _)| *o == upper)
+            .filter(|_| rng.below(3) == 0)
+        {
             (*spelled).to_owned()
         } else {
             match rng.below(3) {
@@ -180,11 +220,20 @@ fn customer_spelling(
     // state into the city field.
     let has_zip = !zip.is_empty() && rng.below(2) == 0;
     let drop_city = has_zip && rng.below(10) == 0;
-    let zip = has_zip.then(|| if rng.below(5) == 0 { format!("{zip}-{:04}", rng.below(10_000)) } else { zip.to_owned() });
+    let zip = has_zip.then(|| {
+        if rng.below(5) == 0 {
+            format!("{zip}-{:04}", rng.below(10_000))
+        } else {
+            zip.to_owned()
+        }
+    });
     let (city, state) = match rng.below(6) {
         _ if drop_city => (None, Some(state.to_owned())),
         0 => (Some(format!("{} DC", title_case(city))), None),
-        1 => (Some(city.to_lowercase()), Some("District of Columbia".to_owned())),
+        1 => (
+            Some(city.to_lowercase()),
+            Some("District of Columbia".to_owned()),
+        ),
         2 => (Some(title_case(city)), None),
         _ => (Some(title_case(city)), Some(state.to_lowercase())),
     };
@@ -203,7 +252,10 @@ fn title_case(word: &str) -> String {
         .map(|w| {
             let mut chars = w.chars();
             match chars.next() {
-                Some(first) => first.to_uppercase().chain(chars.flat_map(char::to_lowercase)).collect(),
+                Some(first) => first
+                    .to_uppercase()
+                    .chain(chars.flat_map(char::to_lowercase))
+                    .collect(),
                 None => String::new(),
             }
         })
@@ -242,7 +294,11 @@ mod tests {
     fn spellings_vary() {
         let mut rng = SplitMix::new(1);
         let spellings: std::collections::HashSet<String> = (0..50)
-            .map(|_| customer_spelling(&mut rng, "701", "E STREET NE", "WASHINGTON", "DC", "20002").line1.unwrap())
+            .map(|_| {
+                customer_spelling(&mut rng, "701", "E STREET NE", "WASHINGTON", "DC", "20002")
+                    .line1
+                    .unwrap()
+            })
             .collect();
         assert!(spellings.len() > 10, "{spellings:?}");
     }

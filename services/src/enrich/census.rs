@@ -71,7 +71,11 @@ pub struct BlockGroupFacts {
 
 impl CensusIndex {
     /// Builds the index from block-group areas and an ACS CSV (`geoid` column plus figures).
-    pub fn new(areas: Vec<BlockGroupArea>, acs_csv: &[u8], acs_file: &str) -> Result<Self, DataFileError> {
+    pub fn new(
+        areas: Vec<BlockGroupArea>,
+        acs_csv: &[u8],
+        acs_file: &str,
+    ) -> Result<Self, DataFileError> {
         let (acs, acs_fields) = read_acs(acs_csv, acs_file)?;
         let mut by_geoid = HashMap::with_capacity(areas.len());
         let mut boxes = Vec::with_capacity(areas.len());
@@ -164,7 +168,10 @@ impl CensusIndex {
 // ---------------------------------------------------------------------------------------------
 // ACS CSV
 
-fn read_acs(bytes: &[u8], file: &str) -> Result<(HashMap<String, AcsRow>, Vec<String>), DataFileError> {
+fn read_acs(
+    bytes: &[u8],
+    file: &str,
+) -> Result<(HashMap<String, AcsRow>, Vec<String>), DataFileError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
     let headers = reader
@@ -233,7 +240,9 @@ fn read_acs(bytes: &[u8], file: &str) -> Result<(HashMap<String, AcsRow>, Vec<St
             };
             let top_coded = TOP_CODES
                 .iter()
-                .find(|(field, sentinel, _)| field == name && estimate.is_some_and(|v| v >= *sentinel))
+                .find(|(field, sentinel, _)| {
+                    field == name && estimate.is_some_and(|v| v >= *sentinel)
+                })
                 .map(|(_, _, label)| (*label).to_owned());
             values.insert(
                 name.clone(),
@@ -307,20 +316,33 @@ struct Feature {
 #[derive(Deserialize)]
 #[serde(tag = "type")]
 enum Geometry {
-    Polygon { coordinates: Vec<Vec<Vec<f64>>> },
-    MultiPolygon { coordinates: Vec<Vec<Vec<Vec<f64>>>> },
+    Polygon {
+        coordinates: Vec<Vec<Vec<f64>>>,
+    },
+    MultiPolygon {
+        coordinates: Vec<Vec<Vec<Vec<f64>>>>,
+    },
 }
 
 /// Reads block groups from a GeoJSON FeatureCollection.
 pub fn read_geojson(bytes: &[u8], file: &str) -> Result<Vec<BlockGroupArea>, DataFileError> {
     let collection: FeatureCollection = serde_json::from_slice(bytes).map_err(|e| {
-        DataFileError::at(file, &format!("line {}", e.line()), format!("not a GeoJSON FeatureCollection: {e}"))
+        DataFileError::at(
+            file,
+            &format!("line {}", e.line()),
+            format!("not a GeoJSON FeatureCollection: {e}"),
+        )
     })?;
     let mut areas = Vec::with_capacity(collection.features.len());
     for (i, raw) in collection.features.into_iter().enumerate() {
         let at = format!("feature {i}");
-        let feature: Feature = serde_json::from_value(raw)
-            .map_err(|e| DataFileError::at(file, &at, format!("not a Polygon or MultiPolygon feature: {e}")))?;
+        let feature: Feature = serde_json::from_value(raw).map_err(|e| {
+            DataFileError::at(
+                file,
+                &at,
+                format!("not a Polygon or MultiPolygon feature: {e}"),
+            )
+        })?;
         let geoid = geoid_property(|key| {
             feature.properties.get(key).and_then(|v| match v {
                 serde_json::Value::String(s) => Some(s.clone()),
@@ -346,7 +368,12 @@ pub fn read_geojson(bytes: &[u8], file: &str) -> Result<Vec<BlockGroupArea>, Dat
             let interiors = rings.collect::<Result<Vec<_>, _>>()?;
             shape.push(Polygon::new(exterior, interiors));
         }
-        let number = |key: &str| feature.properties.get(key).and_then(serde_json::Value::as_f64);
+        let number = |key: &str| {
+            feature
+                .properties
+                .get(key)
+                .and_then(serde_json::Value::as_f64)
+        };
         areas.push(BlockGroupArea {
             geoid,
             shape: MultiPolygon::new(shape),
@@ -355,7 +382,11 @@ pub fn read_geojson(bytes: &[u8], file: &str) -> Result<Vec<BlockGroupArea>, Dat
         });
     }
     if areas.is_empty() {
-        return Err(DataFileError::at(file, "features", "no block groups in the file"));
+        return Err(DataFileError::at(
+            file,
+            "features",
+            "no block groups in the file",
+        ));
     }
     Ok(areas)
 }
@@ -370,14 +401,26 @@ fn geoid_property(get: impl Fn(&str) -> Option<String>) -> Option<String> {
         .filter(|g| BlockGroup::from_geoid(g, None).is_some())
 }
 
-fn ring_of(ring: Vec<Vec<f64>>, file: &str, at: &str) -> Result<geo::LineString<f64>, DataFileError> {
+fn ring_of(
+    ring: Vec<Vec<f64>>,
+    file: &str,
+    at: &str,
+) -> Result<geo::LineString<f64>, DataFileError> {
     if ring.len() < 4 {
-        return Err(DataFileError::at(file, at, format!("a ring with {} positions (at least 4 needed)", ring.len())));
+        return Err(DataFileError::at(
+            file,
+            at,
+            format!("a ring with {} positions (at least 4 needed)", ring.len()),
+        ));
     }
     let mut coords = Vec::with_capacity(ring.len());
     for position in ring {
         let (Some(&lon), Some(&lat)) = (position.first(), position.get(1)) else {
-            return Err(DataFileError::at(file, at, "a position with fewer than 2 numbers"));
+            return Err(DataFileError::at(
+                file,
+                at,
+                "a position with fewer than 2 numbers",
+            ));
         };
         if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
             return Err(DataFileError::at(
@@ -400,7 +443,9 @@ pub fn read_shapefile_zip(bytes: &[u8], file: &str) -> Result<Vec<BlockGroupArea
             .file_names()
             .find(|n| n.to_ascii_lowercase().ends_with(extension))
             .map(str::to_owned)
-            .ok_or_else(|| DataFileError::at(file, "archive", format!("no {extension} file inside")))?;
+            .ok_or_else(|| {
+                DataFileError::at(file, "archive", format!("no {extension} file inside"))
+            })?;
         let mut entry = archive
             .by_name(&name)
             .map_err(|e| DataFileError::at(file, &name, e.to_string()))?;
@@ -415,7 +460,11 @@ pub fn read_shapefile_zip(bytes: &[u8], file: &str) -> Result<Vec<BlockGroupArea
     read_shapefile(shp, dbf, file)
 }
 
-fn read_shapefile(shp: Vec<u8>, dbf: Vec<u8>, file: &str) -> Result<Vec<BlockGroupArea>, DataFileError> {
+fn read_shapefile(
+    shp: Vec<u8>,
+    dbf: Vec<u8>,
+    file: &str,
+) -> Result<Vec<BlockGroupArea>, DataFileError> {
     let shapes = shapefile::ShapeReader::new(Cursor::new(shp))
         .map_err(|e| DataFileError::at(file, ".shp", e.to_string()))?;
     let table = dbase::Reader::new(Cursor::new(dbf))
@@ -430,7 +479,8 @@ fn read_shapefile(shp: Vec<u8>, dbf: Vec<u8>, file: &str) -> Result<Vec<BlockGro
             Some(dbase::FieldValue::Numeric(Some(n))) => Some(format!("{n:.0}")),
             _ => None,
         };
-        let geoid = geoid_property(text).ok_or_else(|| DataFileError::at(file, &at, "no 12-digit GEOID attribute"))?;
+        let geoid = geoid_property(text)
+            .ok_or_else(|| DataFileError::at(file, &at, "no 12-digit GEOID attribute"))?;
         let at = format!("shape {i} (GEOID {geoid})");
         let shapefile::Shape::Polygon(polygon) = shape else {
             return Err(DataFileError::at(file, &at, "not a polygon shape"));
@@ -441,7 +491,11 @@ fn read_shapefile(shp: Vec<u8>, dbf: Vec<u8>, file: &str) -> Result<Vec<BlockGro
                 shapefile::PolygonRing::Outer(p) => (true, p),
                 shapefile::PolygonRing::Inner(p) => (false, p),
             };
-            let ring = ring_of(points.into_iter().map(|p| vec![p.x, p.y]).collect(), file, &at)?;
+            let ring = ring_of(
+                points.into_iter().map(|p| vec![p.x, p.y]).collect(),
+                file,
+                &at,
+            )?;
             if outer {
                 polygons.push(Polygon::new(ring, vec![]));
             } else {
@@ -465,7 +519,11 @@ fn read_shapefile(shp: Vec<u8>, dbf: Vec<u8>, file: &str) -> Result<Vec<BlockGro
         });
     }
     if areas.is_empty() {
-        return Err(DataFileError::at(file, "shapes", "no block groups in the shapefile"));
+        return Err(DataFileError::at(
+            file,
+            "shapes",
+            "no block groups in the shapefile",
+        ));
     }
     Ok(areas)
 }
@@ -525,13 +583,19 @@ mod tests {
         let with_gap = index
             .acs
             .iter()
-            .find(|(_, row)| row.demographics.values["median_household_income"].estimate.is_none())
+            .find(|(_, row)| {
+                row.demographics.values["median_household_income"]
+                    .estimate
+                    .is_none()
+            })
             .expect("74 block groups have no median income");
         assert!(index.value(with_gap.0, "median_household_income") == Some(None));
         let top = index
             .acs
             .values()
-            .find(|row| row.demographics.values["median_household_income"].estimate == Some(250_001.0))
+            .find(|row| {
+                row.demographics.values["median_household_income"].estimate == Some(250_001.0)
+            })
             .expect("some block groups are top-coded");
         let v = &top.demographics.values["median_household_income"];
         assert_eq!(v.top_coded.as_deref(), Some("$250,000+"));
@@ -542,7 +606,9 @@ mod tests {
         let income = &demographics.values["median_household_income"];
         assert_eq!(income.estimate, Some(135_708.0));
         assert_eq!(income.moe, Some(43_153.0));
-        assert!(!demographics.values.contains_key("median_household_income_moe"));
+        assert!(!demographics
+            .values
+            .contains_key("median_household_income_moe"));
         let total: f64 = index.values_of("total_population").sum();
         assert_eq!(total, 672_079.0);
     }
@@ -550,14 +616,26 @@ mod tests {
     #[test]
     fn corrupt_files_name_the_place_and_the_reason() {
         let err = read_geojson(br#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"GEOID":"110010001011"},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[0,0]]]}}]}"#, "bg.geojson").unwrap_err();
-        assert!(err.to_string().contains("bg.geojson, feature 0 (GEOID 110010001011)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("bg.geojson, feature 0 (GEOID 110010001011)"),
+            "{err}"
+        );
         assert!(err.to_string().contains("at least 4"), "{err}");
         let err = read_geojson(br#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},"geometry":null}]}"#, "bg.geojson").unwrap_err();
         assert!(err.to_string().contains("GEOID"), "{err}");
         let err = read_geojson(b"{\"type\":\n\"Feat", "bg.geojson").unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
-        let err = CensusIndex::new(vec![], b"geoid,income\n110010001011,12\n110010001012,lots\n", "acs.csv").unwrap_err();
-        assert_eq!(err.to_string(), "acs.csv, line 3: column `income`: `lots` is not a number");
+        let err = CensusIndex::new(
+            vec![],
+            b"geoid,income\n110010001011,12\n110010001012,lots\n",
+            "acs.csv",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "acs.csv, line 3: column `income`: `lots` is not a number"
+        );
         let err = CensusIndex::new(vec![], b"geoid,income\n1100,12\n", "acs.csv").unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
         let err = read_shapefile_zip(b"not a zip", "tl_2023_11_bg.zip").unwrap_err();
@@ -580,24 +658,36 @@ mod tests {
         for area in &areas {
             let mut rings = Vec::new();
             for polygon in &area.shape {
-                let points = |ls: &geo::LineString<f64>| ls.coords().map(|c| shapefile::Point::new(c.x, c.y)).collect::<Vec<_>>();
+                let points = |ls: &geo::LineString<f64>| {
+                    ls.coords()
+                        .map(|c| shapefile::Point::new(c.x, c.y))
+                        .collect::<Vec<_>>()
+                };
                 rings.push(shapefile::PolygonRing::Outer(points(polygon.exterior())));
                 for hole in polygon.interiors() {
                     rings.push(shapefile::PolygonRing::Inner(points(hole)));
                 }
             }
             let mut record = dbase::Record::default();
-            record.insert("GEOID".to_owned(), dbase::FieldValue::Character(Some(area.geoid.clone())));
+            record.insert(
+                "GEOID".to_owned(),
+                dbase::FieldValue::Character(Some(area.geoid.clone())),
+            );
             record.insert("ALAND".to_owned(), dbase::FieldValue::Numeric(area.land_m2));
-            writer.write_shape_and_record(&shapefile::Polygon::with_rings(rings), &record).unwrap();
+            writer
+                .write_shape_and_record(&shapefile::Polygon::with_rings(rings), &record)
+                .unwrap();
         }
         drop(writer);
         let zip_path = dir.join("tl_2023_11_bg.zip");
         let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
         for ext in ["shp", "shx", "dbf"] {
-            let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-            zip.start_file(format!("tl_2023_11_bg.{ext}"), options).unwrap();
-            zip.write_all(&std::fs::read(dir.join(format!("tl_2023_11_bg.{ext}"))).unwrap()).unwrap();
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated);
+            zip.start_file(format!("tl_2023_11_bg.{ext}"), options)
+                .unwrap();
+            zip.write_all(&std::fs::read(dir.join(format!("tl_2023_11_bg.{ext}"))).unwrap())
+                .unwrap();
         }
         zip.finish().unwrap();
 
@@ -610,7 +700,10 @@ mod tests {
             let (lon, lat) = (row[6].parse().unwrap(), row[7].parse().unwrap());
             assert_eq!(from_zip.locate(lon, lat), from_json.locate(lon, lat));
         }
-        assert_eq!(from_zip.facts("110010001011").unwrap().land_m2, from_json.facts("110010001011").unwrap().land_m2);
+        assert_eq!(
+            from_zip.facts("110010001011").unwrap().land_m2,
+            from_json.facts("110010001011").unwrap().land_m2
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -94,7 +94,9 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) -> std::io::Re
             head.lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                    k.trim()
+                        .eq_ignore_ascii_case(name)
+                        .then(|| v.trim().to_owned())
                 })
                 .unwrap_or_default()
         };
@@ -126,13 +128,21 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) -> std::io::Re
             script.next_failures.pop_front().or(script.always)
         };
         let (status, error_type, payload) = match failure {
-            Some(429) => (429, Some("ThrottlingException"), r#"{"message":"Rate exceeded"}"#.to_owned()),
+            Some(429) => (
+                429,
+                Some("ThrottlingException"),
+                r#"{"message":"Rate exceeded"}"#.to_owned(),
+            ),
             Some(400) => (
                 400,
                 Some("ValidationException"),
                 r#"{"message":"Text is not valid","Reason":"Other","FieldList":[]}"#.to_owned(),
             ),
-            Some(500) => (500, Some("InternalServerException"), r#"{"message":"internal"}"#.to_owned()),
+            Some(500) => (
+                500,
+                Some("InternalServerException"),
+                r#"{"message":"internal"}"#.to_owned(),
+            ),
             Some(code) => (code, None, r#"{"message":"unavailable"}"#.to_owned()),
             None => (200, None, answer(&body)),
         };

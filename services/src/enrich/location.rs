@@ -355,9 +355,14 @@ pub(crate) mod tests {
         let seen = server.requests();
         assert_eq!(seen.len(), 1);
         // The REST shape of SearchPlaceIndexForText, host prefix dropped, SigV4-signed.
-        assert_eq!(seen[0].path, "/places/v0/indexes/c360-test-index/search/text");
+        assert_eq!(
+            seen[0].path,
+            "/places/v0/indexes/c360-test-index/search/text"
+        );
         assert!(seen[0].host.starts_with("127.0.0.1:"), "{}", seen[0].host);
-        assert!(seen[0].authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDTEST/"));
+        assert!(seen[0]
+            .authorization
+            .starts_with("AWS4-HMAC-SHA256 Credential=AKIDTEST/"));
         let body: serde_json::Value = serde_json::from_str(&seen[0].body).unwrap();
         assert_eq!(body["Text"], "701 E St NE, Washington, DC, 20002");
         assert_eq!(body["FilterCountries"], serde_json::json!(["USA"]));
@@ -380,13 +385,20 @@ pub(crate) mod tests {
         server.fail_always(503);
         let geocoder = LocationGeocoder::connect(settings(&server.url())).await;
         for _ in 0..2 {
-            assert!(matches!(geocoder.geocode(&address()).await, Err(GeocodeError::Unavailable(_))));
+            assert!(matches!(
+                geocoder.geocode(&address()).await,
+                Err(GeocodeError::Unavailable(_))
+            ));
         }
         assert!(geocoder.breaker.is_open());
         let calls = server.requests().len();
         let err = geocoder.geocode(&address()).await.unwrap_err();
         assert!(err.to_string().contains("circuit breaker open"), "{err}");
-        assert_eq!(server.requests().len(), calls, "an open breaker sends nothing");
+        assert_eq!(
+            server.requests().len(),
+            calls,
+            "an open breaker sends nothing"
+        );
         server.recover();
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert!(geocoder.geocode(&address()).await.is_ok());
@@ -401,7 +413,10 @@ pub(crate) mod tests {
         let refused = geocoder.geocode(&address()).await.unwrap();
         assert_eq!(refused.precision, GeoPrecision::None);
         assert!(refused.reason.unwrap().contains("refused"));
-        let nowhere = PostalAddress { line1: Some("1 Nowhere".into()), ..address() };
+        let nowhere = PostalAddress {
+            line1: Some("1 Nowhere".into()),
+            ..address()
+        };
         let none = geocoder.geocode(&nowhere).await.unwrap();
         assert_eq!(none.precision, GeoPrecision::None);
         assert_eq!(none.reason.as_deref(), Some("no match in the place index"));

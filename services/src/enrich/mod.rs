@@ -11,10 +11,10 @@
 pub mod accuracy;
 pub mod census;
 pub mod data;
-pub mod location;
-pub mod offline;
 #[cfg(test)]
 mod fake_location;
+pub mod location;
+pub mod offline;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use c360_domain::{
-    BlockGroupReport, CustomerId, DemographicHistogram, Enrichment, EnrichmentStatus,
-    GeoPrecision, Geocode, GoldenRecord, HistogramBin, PostalAddress,
+    BlockGroupReport, CustomerId, DemographicHistogram, Enrichment, EnrichmentStatus, GeoPrecision,
+    Geocode, GoldenRecord, HistogramBin, PostalAddress,
 };
 use c360_matching::normalize::address::{postal_code, region, street_address};
 use c360_matching::normalize::name::fold;
@@ -278,7 +278,11 @@ impl Enricher {
         };
         match (geocode.precision, geocode.lon, geocode.lat) {
             (GeoPrecision::Rooftop, Some(lon), Some(lat)) => {
-                match self.census.locate(lon, lat).and_then(|g| self.census.facts(g)) {
+                match self
+                    .census
+                    .locate(lon, lat)
+                    .and_then(|g| self.census.facts(g))
+                {
                     Some(facts) => {
                         if facts.demographics.is_none() {
                             enrichment.note =
@@ -294,9 +298,8 @@ impl Enricher {
                 }
             }
             (GeoPrecision::Postal, ..) => {
-                enrichment.note = Some(
-                    "postal-precision point: the block group is uncertain and omitted".into(),
-                );
+                enrichment.note =
+                    Some("postal-precision point: the block group is uncertain and omitted".into());
             }
             _ => {
                 enrichment.note = Some("the address could not be located".into());
@@ -559,9 +562,11 @@ fn default_edges(values: impl Iterator<Item = f64>) -> Vec<f64> {
 pub fn parse_edges(raw: &str) -> Result<Vec<f64>, ServiceError> {
     let mut edges = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let value: f64 = part.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(|| {
-            ServiceError::invalid("bins", format!("`{part}` is not a number"))
-        })?;
+        let value: f64 = part
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| ServiceError::invalid("bins", format!("`{part}` is not a number")))?;
         if edges.last().is_some_and(|last| value <= *last) {
             return Err(ServiceError::invalid(
                 "bins",
@@ -571,7 +576,10 @@ pub fn parse_edges(raw: &str) -> Result<Vec<f64>, ServiceError> {
         edges.push(value);
     }
     if edges.is_empty() || edges.len() > 100 {
-        return Err(ServiceError::invalid("bins", "give between 1 and 100 bin edges"));
+        return Err(ServiceError::invalid(
+            "bins",
+            "give between 1 and 100 bin edges",
+        ));
     }
     Ok(edges)
 }
@@ -593,14 +601,21 @@ mod tests {
 
     #[test]
     fn address_keys_ignore_spelling_and_the_unit() {
-        let a = address_key(&address("701 E Street Northeast", "Washington", Some("20002-1234")));
+        let a = address_key(&address(
+            "701 E Street Northeast",
+            "Washington",
+            Some("20002-1234"),
+        ));
         let b = address_key(&PostalAddress {
             line2: None,
             state: Some("dc".to_owned()),
             ..address("701  e st  NE", "WASHINGTON", Some("20002"))
         });
         assert_eq!(a, b);
-        assert_ne!(a, address_key(&address("703 E St NE", "Washington", Some("20002"))));
+        assert_ne!(
+            a,
+            address_key(&address("703 E St NE", "Washington", Some("20002")))
+        );
         let empty = PostalAddress {
             line1: None,
             line2: Some("Apt 4".to_owned()),
@@ -623,11 +638,100 @@ mod tests {
         assert_eq!(default_edges(std::iter::empty()), Vec::<f64>::new());
     }
 
+    /// Through the real store and the real SDK: a record is stored while Amazon Location
+    /// fails, its customer stays pending, and is enriched once the geocoder is back. The same
+    /// address is then never sent to the geocoder again.
+    #[tokio::test]
+    async fn a_failing_remote_geocoder_leaves_customers_pending_until_it_recovers() {
+        use crate::enrich::fake_location::FakeLocation;
+        use crate::enrich::location::LocationGeocoder;
+        use crate::Resolver;
+        use c360_domain::{Profile, RecordInput};
+
+        let dir =
+            std::env::temp_dir().join(format!("c360-enrich-{}", uuid::Uuid::now_v7().simple()));
+        let db = Database::connect(&format!("sqlite://{}/c360.db", dir.display()), 4)
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let server = FakeLocation::start().await;
+        server.fail_always(503);
+        let geocoder = LocationGeocoder::connect(location::tests::settings(&server.url())).await;
+        let census = load_census(None, None).unwrap();
+        let enricher = Arc::new(Enricher::new(
+            Arc::new(geocoder),
+            Arc::new(census),
+            db.clone(),
+            Duration::from_secs(3600),
+        ));
+        let resolver =
+            Resolver::new(db, c360_matching::Engine::shipped()).with_enricher(enricher.clone());
+        let record = |id: &str, first: &str, email: &str, line1: &str| {
+            let input: RecordInput = serde_json::from_value(serde_json::json!({
+                "source": "crm", "source_id": id, "first_name": first, "last_name": "Okafor",
+                "email": email, "address_line1": line1, "city": "Washington", "state": "DC",
+                "postal_code": "20002"
+            }))
+            .unwrap();
+            Profile::parse(&input).unwrap()
+        };
+
+        let stored = resolver
+            .ingest(record("1", "Ada", "ada@example.com", "701 E St NE"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            enricher.run_pending().await,
+            Err(ServiceError::Unavailable(_))
+        ));
+        let view = resolver.get_customer(&stored.customer_id).await.unwrap();
+        assert_eq!(view.enrichment.status, EnrichmentStatus::Pending);
+        assert!(view.enrichment.note.unwrap().contains("will be retried"));
+
+        server.recover();
+        tokio::time::sleep(Duration::from_millis(350)).await; // the breaker's cool-down
+        assert_eq!(enricher.run_pending().await.unwrap(), 1);
+        let view = resolver.get_customer(&stored.customer_id).await.unwrap();
+        assert_eq!(view.enrichment.status, EnrichmentStatus::Enriched);
+        assert_eq!(view.enrichment.geocode.unwrap().geocoder, "aws_location");
+        assert_eq!(view.enrichment.block_group.unwrap().geoid, "110010083021");
+        assert!(view.enrichment.demographics.is_some());
+
+        let calls = server.requests().len();
+        let other = resolver
+            .ingest(record(
+                "2",
+                "Bea",
+                "bea@example.com",
+                "701 E Street Northeast",
+            ))
+            .await
+            .unwrap();
+        enricher.run_pending().await.unwrap();
+        let view = resolver.get_customer(&other.customer_id).await.unwrap();
+        assert_eq!(view.enrichment.status, EnrichmentStatus::Enriched);
+        assert_eq!(
+            server.requests().len(),
+            calls,
+            "the cached address is not geocoded again"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn bin_edges_are_checked() {
-        assert_eq!(parse_edges("0, 50000,100000").unwrap(), vec![0.0, 50_000.0, 100_000.0]);
-        assert!(parse_edges("0,lots").unwrap_err().to_string().contains("`lots`"));
-        assert!(parse_edges("5,1").unwrap_err().to_string().contains("ascending"));
+        assert_eq!(
+            parse_edges("0, 50000,100000").unwrap(),
+            vec![0.0, 50_000.0, 100_000.0]
+        );
+        assert!(parse_edges("0,lots")
+            .unwrap_err()
+            .to_string()
+            .contains("`lots`"));
+        assert!(parse_edges("5,1")
+            .unwrap_err()
+            .to_string()
+            .contains("ascending"));
         assert!(parse_edges("").is_err());
     }
 }

@@ -47,7 +47,10 @@ pub struct OfflineGeocoder {
 impl OfflineGeocoder {
     /// Builds the geocoder from address-point CSVs and a ZIP-centroid CSV, given as
     /// (file name for errors, bytes).
-    pub fn new(points: &[(&str, &[u8])], zip_centroids: (&str, &[u8])) -> Result<Self, DataFileError> {
+    pub fn new(
+        points: &[(&str, &[u8])],
+        zip_centroids: (&str, &[u8]),
+    ) -> Result<Self, DataFileError> {
         let mut geocoder = Self::default();
         for (file, bytes) in points {
             geocoder.add_points(file, bytes)?;
@@ -74,7 +77,9 @@ impl OfflineGeocoder {
                 .position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)))
         };
         let need = |names: &[&str]| {
-            column(names).ok_or_else(|| DataFileError::at(file, "line 1", format!("no `{}` column", names[0])))
+            column(names).ok_or_else(|| {
+                DataFileError::at(file, "line 1", format!("no `{}` column", names[0]))
+            })
         };
         let (number, street, lon, lat) = (
             need(&["number"])?,
@@ -94,10 +99,20 @@ impl OfflineGeocoder {
                 raw.parse::<f64>()
                     .ok()
                     .filter(|v| v.abs() <= limit)
-                    .ok_or_else(|| DataFileError::at(file, &line, format!("{name} `{raw}` is not a coordinate in degrees")))
+                    .ok_or_else(|| {
+                        DataFileError::at(
+                            file,
+                            &line,
+                            format!("{name} `{raw}` is not a coordinate in degrees"),
+                        )
+                    })
             };
-            let (x, y) = (coordinate(lon, "lon", 180.0)?, coordinate(lat, "lat", 90.0)?);
-            let parsed = street_address(&format!("{} {}", field(Some(number)), field(Some(street))));
+            let (x, y) = (
+                coordinate(lon, "lon", 180.0)?,
+                coordinate(lat, "lat", 90.0)?,
+            );
+            let parsed =
+                street_address(&format!("{} {}", field(Some(number)), field(Some(street))));
             let (Some(house), Some(street_name)) = (parsed.house_number, parsed.street) else {
                 continue; // a point without a house number cannot be matched to an address
             };
@@ -156,8 +171,15 @@ impl OfflineGeocoder {
             .headers()
             .map_err(|e| DataFileError::at(file, "line 1", e.to_string()))?
             .clone();
-        let column = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
-        let need = |name: &str| column(name).ok_or_else(|| DataFileError::at(file, "line 1", format!("no `{name}` column")));
+        let column = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h.trim().eq_ignore_ascii_case(name))
+        };
+        let need = |name: &str| {
+            column(name)
+                .ok_or_else(|| DataFileError::at(file, "line 1", format!("no `{name}` column")))
+        };
         let (zip, lat, lon) = (need("zip")?, need("lat")?, need("lon")?);
         let (city, state, kind) = (column("city"), column("state"), column("zip_type"));
         // Sums of the standard ZIP centroids of each city, averaged below.
@@ -168,18 +190,41 @@ impl OfflineGeocoder {
             let field = |col: Option<usize>| col.and_then(|c| record.get(c)).unwrap_or("").trim();
             let code = field(Some(zip));
             if code.len() != 5 || !code.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(DataFileError::at(file, &line, format!("zip `{code}` is not 5 digits")));
+                return Err(DataFileError::at(
+                    file,
+                    &line,
+                    format!("zip `{code}` is not 5 digits"),
+                ));
             }
-            let (Ok(y), Ok(x)) = (field(Some(lat)).parse::<f64>(), field(Some(lon)).parse::<f64>()) else {
+            let (Ok(y), Ok(x)) = (
+                field(Some(lat)).parse::<f64>(),
+                field(Some(lon)).parse::<f64>(),
+            ) else {
                 return Err(DataFileError::at(file, &line, "lat/lon are not numbers"));
             };
             let label = format!("ZIP {code} ({} {})", field(city), field(state)).to_uppercase();
-            self.zips.insert(code.to_owned(), Located { lon: x, lat: y, label });
+            self.zips.insert(
+                code.to_owned(),
+                Located {
+                    lon: x,
+                    lat: y,
+                    label,
+                },
+            );
             if kind.is_none() || field(kind) == "STANDARD" {
-                let key = format!("{}|{}", region(field(state)).unwrap_or_default(), fold(field(city)));
-                let entry = city_sums
-                    .entry(key)
-                    .or_insert_with(|| (0.0, 0.0, 0, format!("{} {}", field(city), field(state)).to_uppercase()));
+                let key = format!(
+                    "{}|{}",
+                    region(field(state)).unwrap_or_default(),
+                    fold(field(city))
+                );
+                let entry = city_sums.entry(key).or_insert_with(|| {
+                    (
+                        0.0,
+                        0.0,
+                        0,
+                        format!("{} {}", field(city), field(state)).to_uppercase(),
+                    )
+                });
                 entry.0 += x;
                 entry.1 += y;
                 entry.2 += 1;
@@ -189,7 +234,14 @@ impl OfflineGeocoder {
             .into_iter()
             .map(|(key, (x, y, count, name))| {
                 let n = count as f64;
-                (key, Located { lon: x / n, lat: y / n, label: format!("city of {name}") })
+                (
+                    key,
+                    Located {
+                        lon: x / n,
+                        lat: y / n,
+                        label: format!("city of {name}"),
+                    },
+                )
             })
             .collect();
         Ok(())
@@ -199,7 +251,13 @@ impl OfflineGeocoder {
     pub fn locate(&self, address: &PostalAddress) -> Geocode {
         if let Some(country) = &address.country {
             if country.iso2() != Some("US") {
-                return Geocode::none(NAME, format!("only US addresses can be geocoded offline (country {})", country.as_str()));
+                return Geocode::none(
+                    NAME,
+                    format!(
+                        "only US addresses can be geocoded offline (country {})",
+                        country.as_str()
+                    ),
+                );
             }
         }
         let zip = address
@@ -207,16 +265,27 @@ impl OfflineGeocoder {
             .as_deref()
             .and_then(postal_code)
             .filter(|z| z.len() == 5 && z.bytes().all(|b| b.is_ascii_digit()));
-        let mut state = address.state.as_deref().and_then(region).unwrap_or_default();
+        let mut state = address
+            .state
+            .as_deref()
+            .and_then(region)
+            .unwrap_or_default();
         let mut city = address.city.as_deref().map(fold).unwrap_or_default();
         // "Washington DC" in the city field: the last word is the state.
         if let Some((name, code)) = city.rsplit_once(' ') {
-            if code.len() == 2 && region(code).as_deref() == Some(code) && (state.is_empty() || state == code) {
+            if code.len() == 2
+                && region(code).as_deref() == Some(code)
+                && (state.is_empty() || state == code)
+            {
                 state = code.to_owned();
                 city = name.to_owned();
             }
         }
-        let parsed = address.line1.as_deref().map(street_address).unwrap_or_default();
+        let parsed = address
+            .line1
+            .as_deref()
+            .map(street_address)
+            .unwrap_or_default();
 
         let mut reason = match (&parsed.house_number, &parsed.street) {
             (Some(house), Some(street)) => {
@@ -234,7 +303,9 @@ impl OfflineGeocoder {
                 let mut ambiguous = false;
                 for k in &keys {
                     match self.points.get(k) {
-                        Some(Entry::Unique(found)) => return geocode(found, GeoPrecision::Rooftop, None),
+                        Some(Entry::Unique(found)) => {
+                            return geocode(found, GeoPrecision::Rooftop, None)
+                        }
                         Some(Entry::Ambiguous) => ambiguous = true,
                         None => {}
                     }
@@ -252,13 +323,21 @@ impl OfflineGeocoder {
         };
         if let Some(zip) = &zip {
             if let Some(found) = self.zips.get(zip) {
-                return geocode(found, GeoPrecision::Postal, Some(format!("{reason}; ZIP centroid used")));
+                return geocode(
+                    found,
+                    GeoPrecision::Postal,
+                    Some(format!("{reason}; ZIP centroid used")),
+                );
             }
             reason = format!("{reason}; unknown ZIP code {zip}");
         }
         if !city.is_empty() {
             if let Some(found) = self.cities.get(&format!("{state}|{city}")) {
-                return geocode(found, GeoPrecision::Postal, Some(format!("{reason}; city centroid used")));
+                return geocode(
+                    found,
+                    GeoPrecision::Postal,
+                    Some(format!("{reason}; city centroid used")),
+                );
             }
         }
         Geocode::none(NAME, reason)
@@ -293,7 +372,10 @@ impl Geocoder for OfflineGeocoder {
         true
     }
 
-    fn geocode<'a>(&'a self, address: &'a PostalAddress) -> BoxFuture<'a, Result<Geocode, GeocodeError>> {
+    fn geocode<'a>(
+        &'a self,
+        address: &'a PostalAddress,
+    ) -> BoxFuture<'a, Result<Geocode, GeocodeError>> {
         Box::pin(async move { Ok(self.locate(address)) })
     }
 }
@@ -327,7 +409,12 @@ mod tests {
     fn customer_spellings_find_the_address_point() {
         let g = geocoder();
         assert!(g.point_count() > 22_000);
-        for line in ["701 E STREET NE", "701 e st ne", "701  E  Street  Northeast", "701 E St. N.E."] {
+        for line in [
+            "701 E STREET NE",
+            "701 e st ne",
+            "701  E  Street  Northeast",
+            "701 E St. N.E.",
+        ] {
             let found = g.locate(&address(line, Some("Washington"), None));
             if line.contains("N.E.") {
                 continue; // "n e" is two directionals: not supported, checked below
@@ -342,7 +429,11 @@ mod tests {
     #[test]
     fn unknown_addresses_fall_back_to_the_zip_then_the_city() {
         let g = geocoder();
-        let zip_only = g.locate(&address("99999 Nowhere Lane", Some("Washington"), Some("20002")));
+        let zip_only = g.locate(&address(
+            "99999 Nowhere Lane",
+            Some("Washington"),
+            Some("20002"),
+        ));
         assert_eq!(zip_only.precision, GeoPrecision::Postal);
         assert!(zip_only.reason.unwrap().contains("ZIP centroid"));
         let city_only = g.locate(&address("99999 Nowhere Lane", Some("Washington"), None));
@@ -357,7 +448,10 @@ mod tests {
             country: None,
         });
         assert_eq!(nothing.precision, GeoPrecision::None);
-        assert_eq!(nothing.reason.as_deref(), Some("no house number in the address"));
+        assert_eq!(
+            nothing.reason.as_deref(),
+            Some("no house number in the address")
+        );
         let foreign = g.locate(&PostalAddress {
             country: Some(Country::parse("GB").unwrap()),
             ..address("10 Downing Street", Some("London"), Some("SW1A 2AA"))
@@ -369,12 +463,22 @@ mod tests {
     #[test]
     fn a_corrupt_address_file_names_the_line() {
         let err = OfflineGeocoder::new(
-            &[("points.csv", b"number,street,lon,lat\n1,MAIN ST,-77,38\n2,MAIN ST,east,38\n")],
+            &[(
+                "points.csv",
+                b"number,street,lon,lat\n1,MAIN ST,-77,38\n2,MAIN ST,east,38\n",
+            )],
             ("zips.csv", b"zip,lat,lon\n"),
         )
         .unwrap_err();
-        assert_eq!(err.to_string(), "points.csv, line 3: lon `east` is not a coordinate in degrees");
-        let err = OfflineGeocoder::new(&[("points.csv", b"num,street\n")], ("zips.csv", b"zip,lat,lon\n")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "points.csv, line 3: lon `east` is not a coordinate in degrees"
+        );
+        let err = OfflineGeocoder::new(
+            &[("points.csv", b"num,street\n")],
+            ("zips.csv", b"zip,lat,lon\n"),
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "points.csv, line 1: no `number` column");
     }
 }
