@@ -67,6 +67,14 @@ enum Command {
         #[arg(long)]
         truth: PathBuf,
     },
+    /// Print enrichment figures: census index load time, memory and point-in-polygon rate (DC
+    /// and a synthetic national-size index), offline geocoder rate and accuracy, and the
+    /// enrichment cost per ingested record.
+    BenchEnrichment {
+        /// Records ingested with and without enrichment.
+        #[arg(long, default_value_t = 2000)]
+        records: usize,
+    },
     /// Estimate a match model from a record file (u by random sampling, m by EM).
     Train {
         #[arg(long)]
@@ -114,6 +122,9 @@ async fn main() -> anyhow::Result<()> {
             output,
             truth,
         } => cli::generate(records, seed, &output, &truth)?,
+        Command::BenchEnrichment { records } => {
+            print!("{}", c360_services::enrich::bench::run(records).await?);
+        }
         Command::Train {
             input,
             output,

@@ -9,6 +9,7 @@
 //! pending and is retried by the worker; nothing is lost.
 
 pub mod accuracy;
+pub mod bench;
 pub mod census;
 pub mod data;
 #[cfg(test)]
