@@ -11,6 +11,36 @@ on_both_engines!(
     geocode_census_and_insights_endpoints,
 );
 
+/// A corrupt census file stops the start, naming the file, the place in it and the reason.
+#[tokio::test]
+async fn a_corrupt_census_file_fails_the_start_with_its_name_and_line() {
+    let dir = std::env::temp_dir().join(format!("c360-bad-acs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let acs = dir.join("acs.csv");
+    std::fs::write(
+        &acs,
+        "geoid,households\n110010001011,12\n110010001012,many\n",
+    )
+    .unwrap();
+    let mut config = c360_api::ServeConfig::with_database(
+        "127.0.0.1:0".parse().unwrap(),
+        format!("sqlite://{}/c360.db", dir.display()),
+    );
+    config.enrichment.acs = Some(acs.clone());
+    let error = c360_api::RunningServer::start(config)
+        .await
+        .err()
+        .expect("the start fails");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}, line 3: column `households`: `many` is not a number",
+            acs.display()
+        )
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 async fn post(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
     let response = app
         .client
