@@ -6,6 +6,9 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
+use std::sync::Arc;
+
+use c360_services::jobs::Jobs;
 use c360_services::Resolver;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
@@ -16,12 +19,14 @@ use crate::config::ServeConfig;
 use crate::metrics::{track, Metrics};
 use crate::openapi::ApiDoc;
 use crate::problem::{problem_for_status, problem_response, ApiError};
-use crate::routes::{curation, customers, enrichment, ops, records};
+use crate::routes::{bulk, curation, customers, enrichment, ops, records};
 
 #[derive(Clone)]
 pub struct AppState {
     pub resolver: Resolver,
+    pub jobs: Arc<Jobs>,
     pub metrics: Metrics,
+    pub max_upload_bytes: u64,
 }
 
 pub fn router(state: AppState, config: &ServeConfig) -> Router {
@@ -55,6 +60,20 @@ pub fn router(state: AppState, config: &ServeConfig) -> Router {
             get(enrichment::block_group),
         )
         .route("/v1/insights/demographics", get(enrichment::demographics))
+        .route("/v1/jobs", get(bulk::list_jobs))
+        .route("/v1/jobs/{job_id}", get(bulk::get_job))
+        .route("/v1/jobs/{job_id}/errors", get(bulk::job_errors))
+        .route("/v1/exports/assignments", get(bulk::export_assignments))
+        .route("/v1/exports/customers", get(bulk::export_customers))
+        .route_layer(middleware::from_fn_with_state(
+            config.api_keys.clone(),
+            require_key,
+        ));
+    // Uploads of several GB take longer than any request timeout and are bounded by
+    // C360_MAX_UPLOAD_BYTES instead of the JSON body limit.
+    let uploads = Router::new()
+        .route("/v1/bulk", post(bulk::upload))
+        .layer(DefaultBodyLimit::disable())
         .route_layer(middleware::from_fn_with_state(
             config.api_keys.clone(),
             require_key,
@@ -64,19 +83,22 @@ pub fn router(state: AppState, config: &ServeConfig) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
 
-    Router::new()
+    let timed = Router::new()
         .merge(v1)
         .merge(open)
-        .with_state(state.clone())
         .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             config.request_timeout(),
-        ))
+        ));
+    Router::new()
+        .merge(uploads)
+        .merge(timed)
+        .with_state(state.clone())
+        .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(middleware::from_fn_with_state(state.metrics, track))
 }
 

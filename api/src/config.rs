@@ -114,6 +114,14 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub enrichment: EnrichmentArgs,
 
+    /// Folder where bulk uploads are spooled until their job has read them.
+    #[arg(long, env = "C360_JOBS_DIR", default_value = "data/jobs")]
+    pub jobs_dir: PathBuf,
+
+    /// Largest accepted bulk upload, in bytes (413 beyond).
+    #[arg(long, env = "C360_MAX_UPLOAD_BYTES", default_value_t = 64 * 1024 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+
     /// Log format.
     #[arg(long, env = "C360_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -136,6 +144,8 @@ impl ServeConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             enrichment: EnrichmentArgs::default(),
+            jobs_dir: PathBuf::from("data/jobs"),
+            max_upload_bytes: 64 * 1024 * 1024 * 1024,
             log_format: LogFormat::Text,
         }
     }

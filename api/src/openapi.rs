@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{curation, customers, enrichment, ops, records};
+use crate::routes::{bulk, curation, customers, enrichment, ops, records};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,12 @@ use crate::routes::{curation, customers, enrichment, ops, records};
         curation::list_links,
         curation::undo_link,
         curation::large_customers,
+        bulk::upload,
+        bulk::list_jobs,
+        bulk::get_job,
+        bulk::job_errors,
+        bulk::export_assignments,
+        bulk::export_customers,
         enrichment::geocode,
         enrichment::block_group,
         enrichment::demographics,
@@ -41,6 +47,7 @@ use crate::routes::{curation, customers, enrichment, ops, records};
         (name = "records", description = "Profile records from source systems"),
         (name = "customers", description = "The single customer view, its graph, and who-is-this matching"),
         (name = "curation", description = "Review queue and manual links"),
+        (name = "bulk", description = "Bulk uploads, their jobs, and exports"),
         (name = "enrichment", description = "Geocoding, census block groups and demographic insights"),
         (name = "operations", description = "Health and metrics"),
     )

@@ -7,6 +7,7 @@ use std::time::Duration;
 use c360_matching::Engine;
 use c360_services::enrich::location::{LocationGeocoder, LocationSettings};
 use c360_services::enrich::{load_census, load_offline_geocoder, Enricher, Geocoder};
+use c360_services::jobs::Jobs;
 use c360_services::{Database, Resolver};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -28,7 +29,20 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
-    worker: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    workers: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+/// Spawns a background worker and returns the handle that stops it.
+fn spawn_worker<F, Fut>(run: F) -> (oneshot::Sender<()>, JoinHandle<()>)
+where
+    F: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(run(Box::pin(async move {
+        let _ = stopped.await;
+    })));
+    (stop, task)
 }
 
 /// Loads the census data and builds the configured geocoder. A corrupt data file fails here,
@@ -81,18 +95,21 @@ impl RunningServer {
             tracing::warn!("C360_API_KEYS is not set: the API is open to anyone who can reach it");
         }
         let mut resolver = Resolver::new(db.clone(), Engine::shipped());
-        let mut worker = None;
+        let mut workers = Vec::new();
         if let Some(enricher) = build_enricher(&config.enrichment, db).await? {
             resolver = resolver.with_enricher(enricher.clone());
-            let (stop, stopped) = oneshot::channel::<()>();
-            let task = tokio::spawn(enricher.run_worker(async move {
-                let _ = stopped.await;
-            }));
-            worker = Some((stop, task));
+            workers.push(spawn_worker(|stop| enricher.run_worker(stop)));
+        }
+        let jobs = Arc::new(Jobs::new(resolver.clone(), config.jobs_dir.clone())?);
+        {
+            let jobs = jobs.clone();
+            workers.push(spawn_worker(|stop| jobs.run_worker(stop)));
         }
         let state = AppState {
             resolver,
+            jobs,
             metrics: Metrics::new()?,
+            max_upload_bytes: config.max_upload_bytes,
         };
         let app = router(state, &config);
         let listener = TcpListener::bind(config.bind).await?;
@@ -110,7 +127,7 @@ impl RunningServer {
             addr,
             stop: Some(stop),
             task,
-            worker,
+            workers,
         })
     }
 
@@ -120,7 +137,7 @@ impl RunningServer {
             let _ = stop.send(());
         }
         (&mut self.task).await??;
-        if let Some((stop, task)) = self.worker.take() {
+        for (stop, task) in self.workers.drain(..) {
             let _ = stop.send(());
             let _ = task.await;
         }

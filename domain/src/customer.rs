@@ -132,3 +132,14 @@ pub struct RecordView {
     pub first_seen_at: DateTime<Utc>,
     pub last_changed_at: DateTime<Utc>,
 }
+
+/// One line of the customers export: the golden record with its enrichment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExportedCustomer {
+    pub customer_id: CustomerId,
+    pub golden: GoldenRecord,
+    pub enrichment: Enrichment,
+    pub record_count: u64,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}

@@ -10,6 +10,7 @@ pub mod customer;
 pub mod enrichment;
 pub mod error;
 pub mod ids;
+pub mod jobs;
 pub mod outcome;
 pub mod record;
 pub mod values;
@@ -19,8 +20,8 @@ pub use curation::{
     MatchCandidate, MatchResult, MatchVerdict, ReviewItem, ReviewStatus,
 };
 pub use customer::{
-    CustomerView, Enrichment, FieldEvidence, GoldenAddress, GoldenRecord, GoldenValue,
-    IdentifierEntry, LinkEvidence, MemberRecord, RecordView,
+    CustomerView, Enrichment, ExportedCustomer, FieldEvidence, GoldenAddress, GoldenRecord,
+    GoldenValue, IdentifierEntry, LinkEvidence, MemberRecord, RecordView,
 };
 pub use enrichment::{
     BlockGroup, BlockGroupReport, DemographicHistogram, DemographicValue, Demographics,
@@ -28,6 +29,7 @@ pub use enrichment::{
 };
 pub use error::{FieldError, ValidationErrors};
 pub use ids::{CustomerId, IdentifierKind, RecordKey, SourceId, SourceName};
+pub use jobs::{JobRowError, JobState, JobView};
 pub use outcome::{IngestOutcome, IngestResult};
 pub use record::{AddressInput, InvalidValue, Profile, RecordInput};
 pub use values::{BirthDate, Country, Email, OpaqueId, PersonName, Phone, PostalAddress};

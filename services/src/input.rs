@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use c360_domain::RecordInput;
@@ -103,14 +104,24 @@ pub fn stream_csv(
     reader: impl Read,
     mut each: impl FnMut(Result<RecordInput, RowError>),
 ) -> Result<(), InputError> {
-    let mut csv = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(reader);
+    stream_csv_until(reader, |_, row| {
+        each(row);
+        ControlFlow::Continue(())
+    })
+}
+
+/// The columns of a CSV header, checked: c360's names only (a misspelt column is an error, not
+/// silently dropped), `source` and `source_id` present.
+fn csv_columns<R: Read>(csv: &mut csv::Reader<R>) -> Result<Vec<String>, InputError> {
     let headers = csv
         .headers()
         .map_err(|e| InputError::Header(format!("unreadable header: {e}")))?
         .clone();
+    if headers.iter().all(str::is_empty) {
+        return Err(InputError::Header(
+            "the file is empty: no header row".to_owned(),
+        ));
+    }
     let columns: Vec<String> = headers
         .iter()
         .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
@@ -123,6 +134,45 @@ pub fn stream_csv(
             return Err(InputError::Header(format!("missing column {required:?}")));
         }
     }
+    Ok(columns)
+}
+
+fn csv_reader<R: Read>(reader: R) -> csv::Reader<R> {
+    // Lines end at '\n' only; the '\r' of a CRLF ending is trimmed with the other
+    // surrounding whitespace. (With CRLF as terminator the reader's line numbers come out one
+    // short after a CRLF header.)
+    csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(reader)
+}
+
+/// Checks a CSV file's header without reading its rows.
+pub fn check_csv_header(reader: impl Read) -> Result<(), InputError> {
+    csv_columns(&mut csv_reader(reader)).map(|_| ())
+}
+
+/// Checks that an NDJSON file has at least one non-blank line.
+pub fn check_ndjson_has_rows(reader: impl BufRead) -> Result<(), InputError> {
+    for line in reader.split(b'\n') {
+        let line = line.map_err(|e| InputError::Header(e.to_string()))?;
+        if line.iter().any(|b| !b.is_ascii_whitespace()) {
+            return Ok(());
+        }
+    }
+    Err(InputError::Header(
+        "the file is empty: no records".to_owned(),
+    ))
+}
+
+/// Streams CSV rows to `each` (with the line each row starts on) until it breaks.
+pub fn stream_csv_until(
+    reader: impl Read,
+    mut each: impl FnMut(u64, Result<RecordInput, RowError>) -> ControlFlow<()>,
+) -> Result<(), InputError> {
+    let mut csv = csv_reader(reader);
+    let columns = csv_columns(&mut csv)?;
     let mut row = csv::StringRecord::new();
     loop {
         match csv.read_record(&mut row) {
@@ -130,21 +180,37 @@ pub fn stream_csv(
             Ok(true) => {}
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
-                each(Err(RowError {
+                let reason = match e.kind() {
+                    csv::ErrorKind::Utf8 { .. } => "the row is not valid UTF-8".to_owned(),
+                    _ => e.to_string(),
+                };
+                let flow = each(
                     line,
-                    field: None,
-                    reason: e.to_string(),
-                }));
+                    Err(RowError {
+                        line,
+                        field: None,
+                        reason,
+                    }),
+                );
+                if flow.is_break() {
+                    break;
+                }
                 continue;
             }
         }
         let line = row.position().map_or(0, |p| p.line());
         if row.len() != columns.len() {
-            each(Err(RowError {
+            let flow = each(
                 line,
-                field: None,
-                reason: format!("{} values for {} columns", row.len(), columns.len()),
-            }));
+                Err(RowError {
+                    line,
+                    field: None,
+                    reason: format!("{} values for {} columns", row.len(), columns.len()),
+                }),
+            );
+            if flow.is_break() {
+                break;
+            }
             continue;
         }
         let mut input = RecordInput::default();
@@ -174,7 +240,9 @@ pub fn stream_csv(
                 _ => input.updated_at = value,
             }
         }
-        each(Ok(input));
+        if each(line, Ok(input)).is_break() {
+            break;
+        }
     }
     Ok(())
 }
@@ -188,30 +256,75 @@ pub fn read_ndjson(reader: impl BufRead) -> Vec<Result<RecordInput, RowError>> {
 
 /// The NDJSON reader behind [`read_ndjson`] and [`stream_file`].
 pub fn stream_ndjson(reader: impl BufRead, mut each: impl FnMut(Result<RecordInput, RowError>)) {
-    for (i, line) in reader.lines().enumerate() {
-        let line_no = i as u64 + 1;
-        let text = match line {
-            Ok(text) => text,
+    stream_ndjson_until(reader, |_, row| {
+        each(row);
+        ControlFlow::Continue(())
+    });
+}
+
+/// Streams NDJSON rows to `each` until it breaks. Lines are split on `\n` (a `\r` before it is
+/// dropped); a line that is not UTF-8 is a row error, and reading goes on.
+pub fn stream_ndjson_until(
+    mut reader: impl BufRead,
+    mut each: impl FnMut(u64, Result<RecordInput, RowError>) -> ControlFlow<()>,
+) {
+    let mut buffer = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        buffer.clear();
+        match reader.read_until(b'\n', &mut buffer) {
+            Ok(0) => break,
+            Ok(_) => {}
             Err(e) => {
-                each(Err(RowError {
-                    line: line_no,
-                    field: None,
-                    reason: e.to_string(),
-                }));
-                continue;
+                line_no += 1;
+                let _ = each(
+                    line_no,
+                    Err(RowError {
+                        line: line_no,
+                        field: None,
+                        reason: e.to_string(),
+                    }),
+                );
+                break;
             }
-        };
-        if text.trim().is_empty() {
+        }
+        line_no += 1;
+        let mut bytes = buffer.as_slice();
+        if let Some(rest) = bytes.strip_suffix(b"\n") {
+            bytes = rest.strip_suffix(b"\r").unwrap_or(rest);
+        }
+        if line_no == 1 {
+            bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let mut de = serde_json::Deserializer::from_str(&text);
-        each(
-            serde_path_to_error::deserialize::<_, RecordInput>(&mut de).map_err(|e| RowError {
+        let row = match std::str::from_utf8(bytes) {
+            Err(_) => Err(RowError {
                 line: line_no,
-                field: Some(e.path().to_string()),
-                reason: e.into_inner().to_string(),
+                field: None,
+                reason: "the line is not valid UTF-8".to_owned(),
             }),
-        );
+            Ok(text) => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                serde_path_to_error::deserialize::<_, RecordInput>(&mut de)
+                    .map_err(|e| RowError {
+                        line: line_no,
+                        field: Some(e.path().to_string()).filter(|p| p != "."),
+                        reason: e.into_inner().to_string(),
+                    })
+                    .and_then(|input| {
+                        de.end().map(|()| input).map_err(|_| RowError {
+                            line: line_no,
+                            field: None,
+                            reason: "text after the JSON object on the same line".to_owned(),
+                        })
+                    })
+            }
+        };
+        if each(line_no, row).is_break() {
+            break;
+        }
     }
 }
 
@@ -250,5 +363,17 @@ mod tests {
         let e = rows[1].as_ref().unwrap_err();
         assert_eq!((e.line, e.field.as_deref()), (3, Some("source")));
         assert_eq!(rows[2].as_ref().unwrap_err().line, 4);
+    }
+
+    #[test]
+    fn crlf_lines() {
+        let text = "\u{feff}source,source_id,email\r\ncrm,1,a\r\ncrm,2,b\r\ncrm,3\r\n";
+        let mut lines = Vec::new();
+        super::stream_csv_until(text.as_bytes(), |line, _| {
+            lines.push(line);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(lines, [2, 3, 4]);
     }
 }

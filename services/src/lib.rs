@@ -4,7 +4,9 @@
 pub mod curation;
 pub mod enrich;
 pub mod error;
+pub mod exports;
 pub mod input;
+pub mod jobs;
 pub mod resolver;
 pub mod store;
 pub mod synth;

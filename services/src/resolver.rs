@@ -1446,9 +1446,18 @@ async fn member_records(
 
 /// The enrichment as stored, or what its absence means (no address, or pending).
 fn stored_enrichment(row: &sqlx::any::AnyRow) -> Result<Enrichment, StoreError> {
-    let stored: Option<String> = row.try_get(4)?;
-    let key: Option<String> = row.try_get(5)?;
-    let pending: i64 = row.try_get(6)?;
+    stored_enrichment_at(row, 4)
+}
+
+/// [`stored_enrichment`] from the columns `enrichment, enrichment_key, enrichment_pending`
+/// starting at `first`.
+pub(crate) fn stored_enrichment_at(
+    row: &sqlx::any::AnyRow,
+    first: usize,
+) -> Result<Enrichment, StoreError> {
+    let stored: Option<String> = row.try_get(first)?;
+    let key: Option<String> = row.try_get(first + 1)?;
+    let pending: i64 = row.try_get(first + 2)?;
     let mut enrichment = match stored {
         Some(json) => serde_json::from_str(&json)
             .map_err(|e| StoreError::Corrupt(format!("enrichment: {e}")))?,

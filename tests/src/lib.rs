@@ -80,6 +80,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     server: RunningServer,
     database: TestDatabase,
+    config: ServeConfig,
 }
 
 impl TestApp {
@@ -96,13 +97,32 @@ impl TestApp {
             "127.0.0.1:0".parse().expect("loopback address"),
             database.url(),
         );
+        config.jobs_dir =
+            std::env::temp_dir().join(format!("c360-jobs-{}", uuid::Uuid::now_v7().simple()));
         configure(&mut config);
-        let server = RunningServer::start(config).await.expect("start c360");
+        let server = RunningServer::start(config.clone())
+            .await
+            .expect("start c360");
         Self {
             addr: server.addr,
             client: reqwest::Client::new(),
             server,
             database,
+            config,
+        }
+    }
+
+    /// Stops the server gracefully and starts a new one on the same database and jobs folder,
+    /// as a restart of the service would.
+    pub async fn restart(self) -> Self {
+        self.server.shutdown().await.expect("graceful shutdown");
+        let server = RunningServer::start(self.config.clone())
+            .await
+            .expect("restart c360");
+        Self {
+            addr: server.addr,
+            server,
+            ..self
         }
     }
 
@@ -152,6 +172,7 @@ impl TestApp {
     /// Stops the server gracefully and drops the database.
     pub async fn stop(self) {
         self.server.shutdown().await.expect("graceful shutdown");
+        let _ = std::fs::remove_dir_all(&self.config.jobs_dir);
         self.database
             .drop_database()
             .await

@@ -1,3 +1,4 @@
+pub mod bulk;
 pub mod curation;
 pub mod customers;
 pub mod enrichment;

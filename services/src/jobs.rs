@@ -1,0 +1,568 @@
+//! Bulk upload jobs: an uploaded file is spooled to disk, checked (header, emptiness), and
+//! worked through in the background by the resolver, with progress, the rejected rows by
+//! line, and a checkpoint so that a job interrupted by a crash or a shutdown resumes where it
+//! stopped.
+//!
+//! Checkpoint: every [`CHECKPOINT_ROWS`] rows (and at the end) the job's `rows_read` and its
+//! counters are saved in one UPDATE. A resumed job skips the rows before the checkpoint and
+//! re-reads the ones after it: re-ingesting a row is idempotent by `(source, source_id)`, its
+//! counters start from the checkpoint, and a rejected row is stored once (keyed by line). So no
+//! row is lost and none is counted twice.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use c360_domain::{
+    IngestOutcome, JobRowError, JobState, JobView, Profile, RecordInput, ValidationErrors,
+};
+use sqlx::Row;
+use tokio::sync::{mpsc, Notify};
+
+use crate::error::{ServiceError, StoreError};
+use crate::input::{self, RowError};
+use crate::resolver::{now_millis, to_time};
+use crate::Resolver;
+
+/// Rows between two checkpoints.
+const CHECKPOINT_ROWS: u64 = 500;
+/// Longest time between two checkpoints, so progress shows on slow stores too.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// The format of an uploaded file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadFormat {
+    Csv,
+    Ndjson,
+}
+
+impl UploadFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Ndjson => "ndjson",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "csv" => Some(Self::Csv),
+            "ndjson" => Some(Self::Ndjson),
+            _ => None,
+        }
+    }
+
+    /// From a media type (`text/csv`, `application/x-ndjson`...), parameters ignored.
+    pub fn from_media_type(media: &str) -> Option<Self> {
+        let media = media
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match media.as_str() {
+            "text/csv" | "application/csv" => Some(Self::Csv),
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
+            | "application/jsonlines" => Some(Self::Ndjson),
+            _ => None,
+        }
+    }
+
+    /// From a file name's extension.
+    pub fn from_file_name(name: &str) -> Option<Self> {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".csv") {
+            Some(Self::Csv)
+        } else if lower.ends_with(".ndjson") || lower.ends_with(".jsonl") {
+            Some(Self::Ndjson)
+        } else {
+            None
+        }
+    }
+}
+
+/// Creates, runs and reports bulk upload jobs.
+pub struct Jobs {
+    resolver: Resolver,
+    dir: PathBuf,
+    wake: Notify,
+    stopping: AtomicBool,
+}
+
+impl Jobs {
+    /// Jobs spool their files under `dir` (created when missing).
+    pub fn new(resolver: Resolver, dir: PathBuf) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            resolver,
+            dir,
+            wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// A fresh job id and the path its upload is spooled to.
+    pub fn new_upload(&self) -> (String, PathBuf) {
+        let id = format!("job_{}", uuid::Uuid::now_v7().simple());
+        let path = self.dir.join(format!("{id}.upload"));
+        (id, path)
+    }
+
+    /// Checks a spooled upload and queues it. A file-level problem (empty file, unknown or
+    /// missing CSV columns) is an error naming it, and nothing is stored.
+    pub async fn submit(
+        &self,
+        id: &str,
+        spool: &Path,
+        format: UploadFormat,
+        file_name: Option<String>,
+    ) -> Result<JobView, ServiceError> {
+        let checked = {
+            let spool = spool.to_owned();
+            tokio::task::spawn_blocking(move || check_file(&spool, format))
+                .await
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))?
+        };
+        if let Err(reason) = checked {
+            let _ = std::fs::remove_file(spool);
+            return Err(ServiceError::invalid("file", reason));
+        }
+        let bytes = std::fs::metadata(spool).map(|m| m.len()).unwrap_or(0);
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO jobs (id, state, format, file_name, spool_path, bytes_total, \
+             created_at, updated_at) VALUES ($1, 'queued', $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(id)
+        .bind(format.as_str())
+        .bind(file_name)
+        .bind(spool.display().to_string())
+        .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+        .bind(now)
+        .execute(self.resolver.database().pool())
+        .await?;
+        self.wake.notify_one();
+        self.get(id).await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<JobView, ServiceError> {
+        let row = sqlx::query(&format!("{JOB_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.resolver.database().pool())
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("job {id}")))?;
+        job_from_row(&row)
+    }
+
+    /// The most recent jobs, newest first.
+    pub async fn list(&self, limit: i64) -> Result<Vec<JobView>, ServiceError> {
+        let rows = sqlx::query(&format!(
+            "{JOB_COLUMNS} ORDER BY created_at DESC, id DESC LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(self.resolver.database().pool())
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// The rejected rows of a job after `after_line`, in line order.
+    pub async fn errors(
+        &self,
+        id: &str,
+        after_line: u64,
+        limit: i64,
+    ) -> Result<Vec<JobRowError>, ServiceError> {
+        self.get(id).await?;
+        let rows = sqlx::query(
+            "SELECT line, field, reason FROM job_errors WHERE job_id = $1 AND line > $2 \
+             ORDER BY line LIMIT $3",
+        )
+        .bind(id)
+        .bind(i64::try_from(after_line).unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(self.resolver.database().pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobRowError {
+                    line: u64::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
+                    field: r.try_get(1)?,
+                    reason: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Works queued and interrupted jobs, oldest first, until `shutdown` resolves; a job
+    /// running at shutdown saves its checkpoint and resumes at the next start.
+    pub async fn run_worker(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let next = sqlx::query(
+                "SELECT id FROM jobs WHERE state IN ('queued', 'running') \
+                 ORDER BY created_at, id LIMIT 1",
+            )
+            .fetch_optional(self.resolver.database().pool())
+            .await;
+            match next {
+                Ok(Some(row)) => {
+                    let id: String = row.try_get(0).unwrap_or_default();
+                    let run = self.run(&id);
+                    tokio::pin!(run);
+                    tokio::select! {
+                        result = &mut run => {
+                            if let Err(e) = result {
+                                tracing::error!(job = %id, error = %e, "bulk job stopped");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                            continue;
+                        }
+                        () = &mut shutdown => {
+                            // Let the job save its checkpoint before the process goes.
+                            self.stopping.store(true, Ordering::SeqCst);
+                            let _ = run.await;
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the job queue"),
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    }
+
+    /// Works one job from its checkpoint to the end (or to a shutdown).
+    async fn run(&self, id: &str) -> Result<(), ServiceError> {
+        let pool = self.resolver.database().pool();
+        let row = sqlx::query(
+            "SELECT format, spool_path, rows_read, accepted, rejected, customers_created, \
+             customers_merged, bytes_read FROM jobs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await?;
+        let format: String = row.try_get(0)?;
+        let format = UploadFormat::from_name(&format)
+            .ok_or_else(|| StoreError::Corrupt(format!("job format {format}")))?;
+        let spool = PathBuf::from(row.try_get::<String, _>(1)?);
+        let mut progress = Progress {
+            rows_read: count(&row, 2)?,
+            accepted: count(&row, 3)?,
+            rejected: count(&row, 4)?,
+            customers_created: count(&row, 5)?,
+            customers_merged: count(&row, 6)?,
+            bytes_read: count(&row, 7)?,
+        };
+        let now = now_millis();
+        sqlx::query(
+            "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $1), \
+             updated_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(pool)
+        .await?;
+        if progress.rows_read > 0 {
+            tracing::info!(job = %id, rows_read = progress.rows_read, "resuming bulk job");
+        }
+
+        // The file is read on a blocking thread and handed over through a bounded channel, so
+        // memory stays constant whatever the file's size.
+        let (sender, mut rows) = mpsc::channel::<(u64, Result<RecordInput, RowError>)>(1024);
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let reader = {
+            let (spool, skip, bytes_read) = (spool.clone(), progress.rows_read, bytes_read.clone());
+            tokio::task::spawn_blocking(move || {
+                read_rows(&spool, format, skip, &bytes_read, &sender)
+            })
+        };
+
+        let mut since_checkpoint = 0u64;
+        let mut last_checkpoint = Instant::now();
+        while let Some((line, row)) = rows.recv().await {
+            progress.rows_read += 1;
+            match row
+                .map_err(JobRowError::from)
+                .and_then(|input| parse(line, &input))
+            {
+                Ok(profile) => match self.resolver.ingest(profile).await {
+                    Ok(result) => {
+                        progress.accepted += 1;
+                        match result.outcome {
+                            IngestOutcome::CreatedCustomer => progress.customers_created += 1,
+                            IngestOutcome::MergedCustomers => progress.customers_merged += 1,
+                            _ => {}
+                        }
+                    }
+                    Err(ServiceError::Invalid(errors)) => {
+                        let error = row_error(line, &errors);
+                        self.reject(id, &mut progress, error).await?;
+                    }
+                    // A store failure is not the row's fault: stop here, keep the checkpoint,
+                    // and let the worker retry the job from it.
+                    Err(other) => {
+                        progress.rows_read -= 1;
+                        self.checkpoint(id, &progress).await?;
+                        return Err(other);
+                    }
+                },
+                Err(error) => self.reject(id, &mut progress, error).await?,
+            }
+            since_checkpoint += 1;
+            if since_checkpoint >= CHECKPOINT_ROWS || last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+            {
+                progress.bytes_read = bytes_read.load(Ordering::Relaxed);
+                self.checkpoint(id, &progress).await?;
+                since_checkpoint = 0;
+                last_checkpoint = Instant::now();
+            }
+            if self.stopping.load(Ordering::SeqCst) {
+                drop(rows);
+                self.checkpoint(id, &progress).await?;
+                tracing::info!(job = %id, rows_read = progress.rows_read, "bulk job paused by shutdown");
+                let _ = reader.await;
+                return Ok(());
+            }
+        }
+        progress.bytes_read = bytes_read.load(Ordering::Relaxed);
+        let outcome = reader
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        self.checkpoint(id, &progress).await?;
+        let (state, error) = match outcome {
+            Ok(()) => (JobState::Completed, None),
+            Err(e) => (JobState::Failed, Some(e.to_string())),
+        };
+        let now = now_millis();
+        sqlx::query(
+            "UPDATE jobs SET state = $1, error = $2, finished_at = $3, updated_at = $3 \
+             WHERE id = $4",
+        )
+        .bind(state.as_str())
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .execute(pool)
+        .await?;
+        let _ = std::fs::remove_file(&spool);
+        tracing::info!(
+            job = %id,
+            rows = progress.rows_read,
+            accepted = progress.accepted,
+            rejected = progress.rejected,
+            state = state.as_str(),
+            "bulk job finished"
+        );
+        Ok(())
+    }
+
+    async fn reject(
+        &self,
+        id: &str,
+        progress: &mut Progress,
+        error: JobRowError,
+    ) -> Result<(), ServiceError> {
+        progress.rejected += 1;
+        sqlx::query(
+            "INSERT INTO job_errors (job_id, line, field, reason) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (job_id, line) DO NOTHING",
+        )
+        .bind(id)
+        .bind(i64::try_from(error.line).unwrap_or(i64::MAX))
+        .bind(error.field)
+        .bind(error.reason)
+        .execute(self.resolver.database().pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn checkpoint(&self, id: &str, progress: &Progress) -> Result<(), ServiceError> {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        sqlx::query(
+            "UPDATE jobs SET rows_read = $1, accepted = $2, rejected = $3, \
+             customers_created = $4, customers_merged = $5, bytes_read = $6, updated_at = $7 \
+             WHERE id = $8",
+        )
+        .bind(n(progress.rows_read))
+        .bind(n(progress.accepted))
+        .bind(n(progress.rejected))
+        .bind(n(progress.customers_created))
+        .bind(n(progress.customers_merged))
+        .bind(n(progress.bytes_read))
+        .bind(now_millis())
+        .bind(id)
+        .execute(self.resolver.database().pool())
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    rows_read: u64,
+    accepted: u64,
+    rejected: u64,
+    customers_created: u64,
+    customers_merged: u64,
+    bytes_read: u64,
+}
+
+fn count(row: &sqlx::any::AnyRow, index: usize) -> Result<u64, StoreError> {
+    Ok(u64::try_from(row.try_get::<i64, _>(index)?).unwrap_or(0))
+}
+
+impl From<RowError> for JobRowError {
+    fn from(error: RowError) -> Self {
+        Self {
+            line: error.line,
+            field: error.field,
+            reason: error.reason,
+        }
+    }
+}
+
+/// A row as the API would take it: every field validated (strict, like `POST /v1/records`).
+fn parse(line: u64, input: &RecordInput) -> Result<Profile, JobRowError> {
+    Profile::parse(input).map_err(|errors| row_error(line, &errors))
+}
+
+/// One rejected row: the first field at fault, and every reason.
+fn row_error(line: u64, errors: &ValidationErrors) -> JobRowError {
+    JobRowError {
+        line,
+        field: errors.0.first().map(|e| e.field.clone()),
+        reason: errors
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.reason))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+/// File-level checks before a job is created: CSV header, something to read.
+fn check_file(path: &Path, format: UploadFormat) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| format!("cannot read the upload: {e}"))?;
+    let reader = BufReader::new(file);
+    match format {
+        UploadFormat::Csv => input::check_csv_header(reader),
+        UploadFormat::Ndjson => input::check_ndjson_has_rows(reader),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// Counts the bytes read from the file, for progress and ETA.
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Reads the rows of a spooled file after the first `skip`, into `sender`, until the file ends
+/// or the receiver goes away.
+fn read_rows(
+    path: &Path,
+    format: UploadFormat,
+    skip: u64,
+    bytes_read: &Arc<AtomicU64>,
+    sender: &mpsc::Sender<(u64, Result<RecordInput, RowError>)>,
+) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| format!("cannot read the upload: {e}"))?;
+    let reader = BufReader::with_capacity(
+        1 << 20,
+        CountingReader {
+            inner: file,
+            count: bytes_read.clone(),
+        },
+    );
+    let mut seen = 0u64;
+    let each = |line: u64, row: Result<RecordInput, RowError>| {
+        seen += 1;
+        if seen <= skip {
+            return ControlFlow::Continue(());
+        }
+        match sender.blocking_send((line, row)) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
+        }
+    };
+    match format {
+        UploadFormat::Csv => input::stream_csv_until(reader, each).map_err(|e| e.to_string()),
+        UploadFormat::Ndjson => {
+            input::stream_ndjson_until(reader, each);
+            Ok(())
+        }
+    }
+}
+
+const JOB_COLUMNS: &str = "SELECT id, state, format, file_name, bytes_total, bytes_read, \
+    rows_read, accepted, rejected, customers_created, customers_merged, error, created_at, \
+    started_at, updated_at, finished_at FROM jobs";
+
+fn job_from_row(row: &sqlx::any::AnyRow) -> Result<JobView, ServiceError> {
+    let state: String = row.try_get(1)?;
+    let state = JobState::from_name(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("job state {state}")))?;
+    let bytes_total = count(row, 4)?;
+    let bytes_read = count(row, 5)?;
+    let rows_read = count(row, 6)?;
+    let started_at: Option<i64> = row.try_get(13)?;
+    let updated_at: i64 = row.try_get(14)?;
+    let finished_at: Option<i64> = row.try_get(15)?;
+    let elapsed = started_at.map(|s| {
+        let end = finished_at.unwrap_or_else(|| {
+            if state == JobState::Running {
+                now_millis()
+            } else {
+                updated_at
+            }
+        });
+        (end - s).max(1) as f64 / 1000.0
+    });
+    let rate = elapsed.map_or(0.0, |secs| rows_read as f64 / secs);
+    let eta = match (state, elapsed) {
+        (JobState::Running, Some(secs)) if bytes_read > 0 => {
+            let left = bytes_total.saturating_sub(bytes_read) as f64;
+            Some(left * secs / bytes_read as f64)
+        }
+        _ => None,
+    };
+    Ok(JobView {
+        job_id: row.try_get(0)?,
+        state,
+        format: row.try_get(2)?,
+        file_name: row.try_get(3)?,
+        bytes_total,
+        bytes_read,
+        rows_read,
+        accepted: count(row, 7)?,
+        rejected: count(row, 8)?,
+        customers_created: count(row, 9)?,
+        customers_merged: count(row, 10)?,
+        rate_per_second: (rate * 10.0).round() / 10.0,
+        eta_seconds: eta.map(|e| e.round()),
+        error: row.try_get(11)?,
+        created_at: to_time(row.try_get(12)?),
+        started_at: started_at.map(to_time),
+        finished_at: finished_at.map(to_time),
+    })
+}

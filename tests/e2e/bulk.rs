@@ -1,0 +1,330 @@
+//! Bulk uploads end to end: a file with broken rows through the HTTP API, the job watched to
+//! the end, rejected rows reported by line, the good rows stored, the exports; file-level
+//! errors before anything is stored; a job interrupted by a restart resumes without losing or
+//! double-counting a row.
+
+use std::time::Duration;
+
+use c360_e2e::{on_both_engines, Engine, TestApp};
+use serde_json::{json, Value};
+
+on_both_engines!(
+    a_csv_with_broken_rows_stores_the_good_ones,
+    ndjson_and_multipart_uploads,
+    file_level_errors_store_nothing,
+    an_interrupted_job_resumes_after_a_restart,
+);
+
+const HEADER: &str =
+    "source,source_id,first_name,last_name,email,phone,date_of_birth,city,postal_code,updated_at";
+
+/// `n` distinct people, one CSV row each (CRLF line ends).
+fn good_rows(n: usize, first_line: usize) -> Vec<(usize, String)> {
+    (0..n)
+        .map(|i| {
+            (
+                first_line + i,
+                format!(
+                    "crm,C{i},Person{i},Family{},p{i}@example.com,,19{:02}-0{}-1{},Springfield,627{:02},",
+                    i % 97,
+                    i % 90 + 10,
+                    i % 9 + 1,
+                    i % 9,
+                    i % 100
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn upload(app: &TestApp, media: &str, body: Vec<u8>) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url("/v1/bulk"))
+        .header("content-type", media)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    if status == 202 {
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        let job: Value = response.json().await.unwrap();
+        assert_eq!(
+            location,
+            format!("/v1/jobs/{}", job["job_id"].as_str().unwrap())
+        );
+        return (status, job);
+    }
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls the job until it is completed or failed.
+async fn finished(app: &TestApp, job: &Value) -> Value {
+    let path = format!("/v1/jobs/{}", job["job_id"].as_str().unwrap());
+    for _ in 0..600 {
+        let (status, job) = app.get_json(&path).await;
+        assert_eq!(status, 200, "{job}");
+        if job["state"] == "completed" || job["state"] == "failed" {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job did not finish: {path}");
+}
+
+async fn a_csv_with_broken_rows_stores_the_good_ones(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    // A BOM, CRLF line ends, a quoted newline, and broken rows among 200 good ones.
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend_from_slice(format!("{HEADER}\r\n").as_bytes());
+    let mut lines = 1;
+    for (i, (_, row)) in good_rows(200, 2).into_iter().enumerate() {
+        body.extend_from_slice(row.as_bytes());
+        body.extend_from_slice(b"\r\n");
+        lines += 1;
+        match i {
+            10 => body.extend_from_slice(b"crm,BAD1,Ann,Lee,not-an-email,,,,,\r\n"), // invalid value
+            20 => body.extend_from_slice(b"crm,BAD2,too,few\r\n"),                   // ragged
+            30 => body.extend_from_slice(b"crm,BAD3,Jos\xE9,Lee,j@example.com,,,,,\r\n"), // not UTF-8
+            40 => body.extend_from_slice(b"crm,Q1,\"Mary\r\nAnn\",Quote,mq@example.com,,,,,\r\n"), // quoted newline: one row, but a name may not hold a line break
+            45 => body
+                .extend_from_slice(b"crm,Q2,\"Ann, Marie\",\"O\"\"Neil\",am@example.com,,,,,\r\n"), // quoted comma and quote
+            50 => body.extend_from_slice(b",BAD4,No,Source,ns@example.com,,,,,\r\n"), // missing source
+            60 => {
+                // A 10 MB line: one over-long field, rejected on its own.
+                body.extend_from_slice(b"crm,BAD5,");
+                body.extend(std::iter::repeat_n(b'x', 10 * 1024 * 1024));
+                body.extend_from_slice(b",Long,long@example.com,,,,,\r\n");
+            }
+            _ => continue,
+        }
+        lines += if i == 40 { 2 } else { 1 };
+    }
+    assert!(lines > 200);
+    let (status, job) = upload(&app, "text/csv", body).await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(job["format"], "csv");
+    let job = finished(&app, &job).await;
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["rows_read"], 207);
+    assert_eq!(
+        job["accepted"], 201,
+        "200 good rows and the quoted comma: {job}"
+    );
+    assert_eq!(job["rejected"], 6);
+    if job["customers_merged"] == 0 {
+        assert_eq!(
+            job["customers_created"].as_i64().unwrap(),
+            app.gauge("c360_customers").await,
+            "{job}"
+        );
+    }
+    assert_eq!(job["bytes_read"], job["bytes_total"]);
+
+    let (status, errors) = app
+        .get_json(&format!(
+            "/v1/jobs/{}/errors",
+            job["job_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let errors = errors["errors"].as_array().unwrap().clone();
+    let fields: Vec<&str> = errors
+        .iter()
+        .map(|e| e["field"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(
+        fields,
+        ["email", "-", "-", "first_name", "source", "first_name"],
+        "{errors:?}"
+    );
+    // Line numbers count the header as line 1 and the quoted newline as two lines.
+    assert_eq!(errors[0]["line"], 13);
+    assert_eq!(errors[3]["line"], 46);
+    assert_eq!(errors[4]["line"], 59);
+    assert!(errors[2]["reason"].as_str().unwrap().contains("UTF-8"));
+    let paged = app
+        .get_json(&format!(
+            "/v1/jobs/{}/errors?after_line={}&limit=1",
+            job["job_id"].as_str().unwrap(),
+            errors[0]["line"]
+        ))
+        .await
+        .1;
+    assert_eq!(paged["errors"][0], errors[1]);
+
+    let (_, record) = app.get_json("/v1/records/crm/Q2").await;
+    assert_eq!(record["record"]["first_name"], "Ann, Marie", "{record}");
+    assert_eq!(record["record"]["last_name"], "O\"Neil", "{record}");
+    assert_eq!(app.gauge("c360_records").await, 201);
+
+    // The exports: one assignment per stored record; one golden record per customer.
+    let csv = app
+        .client
+        .get(app.url("/v1/exports/assignments"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    let mut rows = csv.lines();
+    assert_eq!(rows.next(), Some("source,source_id,customer_id"));
+    assert_eq!(rows.count(), 201);
+    let ndjson = app
+        .client
+        .get(app.url("/v1/exports/customers"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let customers: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(customers.len() as i64, app.gauge("c360_customers").await);
+    assert!(customers[0]["golden"].is_object() && customers[0]["enrichment"].is_object());
+    let (_, list) = app.get_json("/v1/jobs").await;
+    assert_eq!(list["jobs"][0]["job_id"], job["job_id"]);
+    app.stop().await;
+}
+
+async fn ndjson_and_multipart_uploads(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let body = concat!(
+        "{\"source\":\"web\",\"source_id\":\"1\",\"first_name\":\"Ann\",\"email\":\"ann@example.com\"}\n",
+        "\n",
+        "{\"source\":\"web\",\"source_id\":\"2\",\"email\":5}\n",
+        "not json\n",
+        "{\"source\":\"web\",\"source_id\":\"3\",\"first_name\":\"Bo\",\"email\":\"ann@example.com\"} trailing\n",
+        "{\"source\":\"web\",\"source_id\":\"4\",\"first_name\":\"Ann\",\"email\":\"ann@example.com\",\"phone\":\"202-555-0199\"}\r\n",
+    );
+    let (status, job) = upload(&app, "application/x-ndjson", body.as_bytes().to_vec()).await;
+    assert_eq!(status, 202, "{job}");
+    let job = finished(&app, &job).await;
+    assert_eq!(
+        (job["accepted"].as_u64(), job["rejected"].as_u64()),
+        (Some(2), Some(3)),
+        "{job}"
+    );
+    let (_, errors) = app
+        .get_json(&format!(
+            "/v1/jobs/{}/errors",
+            job["job_id"].as_str().unwrap()
+        ))
+        .await;
+    let lines: Vec<u64> = errors["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [3, 4, 5]);
+    assert_eq!(errors["errors"][0]["field"], "email");
+
+    // The same through a multipart form, as Swagger UI sends it.
+    let csv = format!(
+        "{HEADER}\n{}\n",
+        good_rows(3, 2)
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("crm-export.csv"),
+    );
+    let response = app
+        .client
+        .post(app.url("/v1/bulk"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["file_name"], "crm-export.csv");
+    let job = finished(&app, &job).await;
+    assert_eq!(job["accepted"], 3, "{job}");
+    app.stop().await;
+}
+
+async fn file_level_errors_store_nothing(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    for (media, body, reason) in [
+        (
+            "text/csv",
+            "source,source_id,emial\ncrm,1,a@example.com\n",
+            "unknown column \"emial\"",
+        ),
+        (
+            "text/csv",
+            "first_name,email\nAnn,a@example.com\n",
+            "missing column \"source\"",
+        ),
+        ("text/csv", "", "empty"),
+        ("application/x-ndjson", "\n\n", "empty"),
+    ] {
+        let (status, problem) = upload(&app, media, body.as_bytes().to_vec()).await;
+        assert_eq!(status, 422, "{body:?}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], "file");
+        assert!(
+            problem["errors"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains(reason),
+            "{problem}"
+        );
+    }
+    let (status, _) = upload(&app, "application/pdf", b"%PDF".to_vec()).await;
+    assert_eq!(status, 415);
+    let (_, list) = app.get_json("/v1/jobs").await;
+    assert_eq!(list["jobs"], json!([]), "no job for a refused file");
+    assert_eq!(app.gauge("c360_records").await, 0);
+    app.stop().await;
+}
+
+async fn an_interrupted_job_resumes_after_a_restart(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let rows = 400;
+    let mut body = format!("{HEADER}\n");
+    for (_, row) in good_rows(rows, 2) {
+        body.push_str(&row);
+        body.push('\n');
+    }
+    body.push_str("crm,BAD,Ann,Lee,not-an-email,,,,,\n");
+    let (status, job) = upload(&app, "text/csv", body.into_bytes()).await;
+    assert_eq!(status, 202);
+    let path = format!("/v1/jobs/{}", job["job_id"].as_str().unwrap());
+    // Wait until the job is under way, then restart the service in the middle of it.
+    loop {
+        let (_, job) = app.get_json(&path).await;
+        if job["rows_read"].as_u64().unwrap() > 0 {
+            assert_eq!(job["state"], "running");
+            assert!(job["rate_per_second"].as_f64().unwrap() > 0.0, "{job}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let app = app.restart().await;
+    let (_, paused) = app.get_json(&path).await;
+    assert!(
+        paused["rows_read"].as_u64().unwrap() < rows as u64 + 1,
+        "{paused}"
+    );
+    let job = finished(&app, &job).await;
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["rows_read"], rows + 1);
+    assert_eq!(
+        job["accepted"], rows,
+        "no row lost, none counted twice: {job}"
+    );
+    assert_eq!(job["rejected"], 1);
+    assert_eq!(app.gauge("c360_records").await, rows as i64);
+    let (_, errors) = app.get_json(&format!("{path}/errors")).await;
+    assert_eq!(errors["errors"].as_array().unwrap().len(), 1);
+    app.stop().await;
+}
