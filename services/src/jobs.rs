@@ -280,7 +280,7 @@ impl Jobs {
 
         // The file is read on a blocking thread and handed over through a bounded channel, so
         // memory stays constant whatever the file's size.
-        let (sender, mut rows) = mpsc::channel::<(u64, Result<RecordInput, RowError>)>(1024);
+        let (sender, mut rows) = mpsc::channel::<(u64, u64, Result<RecordInput, RowError>)>(1024);
         let bytes_read = Arc::new(AtomicU64::new(0));
         let reader = {
             let (spool, skip, bytes_read) = (spool.clone(), progress.rows_read, bytes_read.clone());
@@ -291,8 +291,9 @@ impl Jobs {
 
         let mut since_checkpoint = 0u64;
         let mut last_checkpoint = Instant::now();
-        while let Some((line, row)) = rows.recv().await {
+        while let Some((line, bytes, row)) = rows.recv().await {
             progress.rows_read += 1;
+            progress.bytes_read = bytes;
             match row
                 .map_err(JobRowError::from)
                 .and_then(|input| parse(line, &input))
@@ -484,11 +485,11 @@ fn read_rows(
     format: UploadFormat,
     skip: u64,
     bytes_read: &Arc<AtomicU64>,
-    sender: &mpsc::Sender<(u64, Result<RecordInput, RowError>)>,
+    sender: &mpsc::Sender<(u64, u64, Result<RecordInput, RowError>)>,
 ) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("cannot read the upload: {e}"))?;
     let reader = BufReader::with_capacity(
-        1 << 20,
+        64 * 1024,
         CountingReader {
             inner: file,
             count: bytes_read.clone(),
@@ -500,7 +501,8 @@ fn read_rows(
         if seen <= skip {
             return ControlFlow::Continue(());
         }
-        match sender.blocking_send((line, row)) {
+        // The bytes read when the row was handed over: at most one buffer ahead of the row.
+        match sender.blocking_send((line, bytes_read.load(Ordering::Relaxed), row)) {
             Ok(()) => ControlFlow::Continue(()),
             Err(_) => ControlFlow::Break(()),
         }
