@@ -15,6 +15,78 @@ on_both_engines!(
     an_interrupted_job_resumes_after_a_restart,
 );
 
+/// Batch resolution (`c360 resolve`) and a bulk upload of the same file give the same
+/// partition into customers, within the bound the README states.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_and_batch_resolution_agree() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let records = c360_services::synth::generate(600, 13);
+    let mut body = Vec::new();
+    for r in &records {
+        serde_json::to_writer(&mut body, &r.input).unwrap();
+        body.push(b'\n');
+    }
+    let app = TestApp::spawn(Engine::Sqlite).await;
+    let (status, job) = upload(&app, "application/x-ndjson", body).await;
+    assert_eq!(status, 202, "{job}");
+    let job = finished(&app, &job).await;
+    assert_eq!(job["rejected"], 0, "{job}");
+    let export = app
+        .client
+        .get(app.url("/v1/exports/assignments"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut uploaded: BTreeMap<String, String> = BTreeMap::new();
+    for line in export.lines().skip(1) {
+        let mut parts = line.split(',');
+        let (source, id, customer) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        uploaded.insert(format!("{source}/{id}"), customer.to_owned());
+    }
+    app.stop().await;
+
+    let features: Vec<c360_matching::Features> = records
+        .iter()
+        .map(|r| c360_matching::Features::of(&c360_domain::Profile::parse(&r.input).unwrap()))
+        .collect();
+    let batch = c360_matching::batch::resolve(&c360_matching::Engine::shipped(), &features);
+    let key = |r: &c360_services::synth::SyntheticRecord| {
+        format!(
+            "{}/{}",
+            r.input.source.as_deref().unwrap(),
+            r.input.source_id.as_deref().unwrap()
+        )
+    };
+    let pairs = |same: &dyn Fn(usize, usize) -> bool| {
+        let mut out = BTreeSet::new();
+        for i in 0..records.len() {
+            for j in i + 1..records.len() {
+                if same(i, j) {
+                    out.insert((key(&records[i]), key(&records[j])));
+                }
+            }
+        }
+        out
+    };
+    let by_upload = pairs(&|i, j| uploaded[&key(&records[i])] == uploaded[&key(&records[j])]);
+    let by_batch = pairs(&|i, j| batch.customer[i] == batch.customer[j]);
+    let differing = by_upload.symmetric_difference(&by_batch).count();
+    let total = by_upload.union(&by_batch).count().max(1);
+    eprintln!("{differing} of {total} same-customer pairs differ between upload and batch");
+    assert!(
+        differing * 100 <= total * 3,
+        "{differing} of {total} pairs differ between the upload and c360 resolve"
+    );
+}
+
 const HEADER: &str =
     "source,source_id,first_name,last_name,email,phone,date_of_birth,city,postal_code,updated_at";
 
