@@ -118,6 +118,10 @@ pub struct ServeConfig {
     #[arg(long, env = "C360_JOBS_DIR", default_value = "data/jobs")]
     pub jobs_dir: PathBuf,
 
+    /// Valid rows of a bulk upload resolved and written in one transaction.
+    #[arg(long, env = "C360_BULK_CHUNK_ROWS", default_value_t = 5000)]
+    pub bulk_chunk_rows: usize,
+
     /// Largest accepted bulk upload, in bytes (413 beyond).
     #[arg(long, env = "C360_MAX_UPLOAD_BYTES", default_value_t = 64 * 1024 * 1024 * 1024)]
     pub max_upload_bytes: u64,
@@ -145,6 +149,7 @@ impl ServeConfig {
             request_timeout_secs: 30,
             enrichment: EnrichmentArgs::default(),
             jobs_dir: PathBuf::from("data/jobs"),
+            bulk_chunk_rows: 5000,
             max_upload_bytes: 64 * 1024 * 1024 * 1024,
             log_format: LogFormat::Text,
         }

@@ -100,7 +100,11 @@ impl RunningServer {
             resolver = resolver.with_enricher(enricher.clone());
             workers.push(spawn_worker(|stop| enricher.run_worker(stop)));
         }
-        let jobs = Arc::new(Jobs::new(resolver.clone(), config.jobs_dir.clone())?);
+        let jobs = Arc::new(Jobs::new(
+            resolver.clone(),
+            config.jobs_dir.clone(),
+            config.bulk_chunk_rows,
+        )?);
         {
             let jobs = jobs.clone();
             workers.push(spawn_worker(|stop| jobs.run_worker(stop)));

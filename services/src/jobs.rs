@@ -3,8 +3,8 @@
 //! line, and a checkpoint so that a job interrupted by a crash or a shutdown resumes where it
 //! stopped.
 //!
-//! Checkpoint: every [`CHECKPOINT_ROWS`] rows (and at the end) the job's `rows_read` and its
-//! counters are saved in one UPDATE. A resumed job skips the rows before the checkpoint and
+//! Checkpoint: after every chunk of rows is written (and at the end) the job's `rows_read`
+//! and its counters are saved in one UPDATE. A resumed job skips the rows before the checkpoint and
 //! re-reads the ones after it: re-ingesting a row is idempotent by `(source, source_id)`, its
 //! counters start from the checkpoint, and a rejected row is stored once (keyed by line). So no
 //! row is lost and none is counted twice.
@@ -28,9 +28,9 @@ use crate::input::{self, RowError};
 use crate::resolver::{now_millis, to_time};
 use crate::Resolver;
 
-/// Rows between two checkpoints.
-const CHECKPOINT_ROWS: u64 = 500;
-/// Longest time between two checkpoints, so progress shows on slow stores too.
+/// Valid rows resolved and written together (and checkpointed after), by default.
+pub const DEFAULT_CHUNK_ROWS: usize = 5000;
+/// Longest time a chunk waits before it is written, so progress shows on slow uploads too.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The format of an uploaded file.
@@ -94,17 +94,20 @@ pub struct Jobs {
     dir: PathBuf,
     wake: Notify,
     stopping: AtomicBool,
+    chunk_rows: usize,
 }
 
 impl Jobs {
-    /// Jobs spool their files under `dir` (created when missing).
-    pub fn new(resolver: Resolver, dir: PathBuf) -> Result<Self, StoreError> {
+    /// Jobs spool their files under `dir` (created when missing) and write valid rows in
+    /// chunks of `chunk_rows`.
+    pub fn new(resolver: Resolver, dir: PathBuf, chunk_rows: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&dir)?;
         Ok(Self {
             resolver,
             dir,
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
+            chunk_rows: chunk_rows.max(1),
         })
     }
 
@@ -289,52 +292,63 @@ impl Jobs {
             })
         };
 
-        let mut since_checkpoint = 0u64;
-        let mut last_checkpoint = Instant::now();
-        while let Some((line, bytes, row)) = rows.recv().await {
-            progress.rows_read += 1;
-            progress.bytes_read = bytes;
-            match row
-                .map_err(JobRowError::from)
-                .and_then(|input| parse(line, &input))
-            {
-                Ok(profile) => match self.resolver.ingest(profile).await {
-                    Ok(result) => {
-                        progress.accepted += 1;
-                        match result.outcome {
-                            IngestOutcome::CreatedCustomer => progress.customers_created += 1,
-                            IngestOutcome::MergedCustomers => progress.customers_merged += 1,
-                            _ => {}
+        // Valid rows wait in `chunk` and are resolved and written together; the checkpoint
+        // follows each written chunk, so it never covers a row that is not stored.
+        let mut chunk: Vec<Profile> = Vec::with_capacity(self.chunk_rows);
+        let mut chunk_started = Instant::now();
+        loop {
+            let next = tokio::time::timeout(CHECKPOINT_EVERY, rows.recv()).await;
+            let ended = matches!(next, Ok(None));
+            if let Ok(Some((line, bytes, row))) = next {
+                progress.rows_read += 1;
+                progress.bytes_read = bytes;
+                match row
+                    .map_err(JobRowError::from)
+                    .and_then(|input| parse(line, &input))
+                {
+                    Ok(profile) => chunk.push(profile),
+                    Err(error) => self.reject(id, &mut progress, error).await?,
+                }
+            }
+            let stopping = self.stopping.load(Ordering::SeqCst);
+            let due = chunk.len() >= self.chunk_rows
+                || chunk_started.elapsed() >= CHECKPOINT_EVERY
+                || ended
+                || stopping;
+            if due {
+                if !chunk.is_empty() {
+                    match self.resolver.ingest_batch(&chunk).await {
+                        Ok(outcomes) => {
+                            progress.accepted += outcomes.len() as u64;
+                            for outcome in outcomes {
+                                match outcome {
+                                    IngestOutcome::CreatedCustomer => {
+                                        progress.customers_created += 1;
+                                    }
+                                    IngestOutcome::MergedCustomers => {
+                                        progress.customers_merged += 1;
+                                    }
+                                    _ => {}
+                                }
+                            }
                         }
+                        // A store failure is not the rows' fault: keep the last checkpoint
+                        // and let the worker retry the job from it.
+                        Err(e) => return Err(e),
                     }
-                    Err(ServiceError::Invalid(errors)) => {
-                        let error = row_error(line, &errors);
-                        self.reject(id, &mut progress, error).await?;
-                    }
-                    // A store failure is not the row's fault: stop here, keep the checkpoint,
-                    // and let the worker retry the job from it.
-                    Err(other) => {
-                        progress.rows_read -= 1;
-                        self.checkpoint(id, &progress).await?;
-                        return Err(other);
-                    }
-                },
-                Err(error) => self.reject(id, &mut progress, error).await?,
-            }
-            since_checkpoint += 1;
-            if since_checkpoint >= CHECKPOINT_ROWS || last_checkpoint.elapsed() >= CHECKPOINT_EVERY
-            {
-                progress.bytes_read = bytes_read.load(Ordering::Relaxed);
+                    chunk.clear();
+                }
                 self.checkpoint(id, &progress).await?;
-                since_checkpoint = 0;
-                last_checkpoint = Instant::now();
+                chunk_started = Instant::now();
             }
-            if self.stopping.load(Ordering::SeqCst) {
+            if stopping && !ended {
                 drop(rows);
-                self.checkpoint(id, &progress).await?;
                 tracing::info!(job = %id, rows_read = progress.rows_read, "bulk job paused by shutdown");
                 let _ = reader.await;
                 return Ok(());
+            }
+            if ended {
+                break;
             }
         }
         progress.bytes_read = bytes_read.load(Ordering::Relaxed);

@@ -36,7 +36,7 @@ use crate::store::{pair_placeholders, placeholders, Database, WriteTx};
 const MAX_ATTEMPTS: u32 = 8;
 /// A new record keeps at most this many edges into each customer it joins: enough that one
 /// deleted record rarely disconnects the rest, without growing quadratically in big customers.
-const LINKS_PER_CUSTOMER: usize = 3;
+pub(crate) const LINKS_PER_CUSTOMER: usize = 3;
 
 /// A stored record with its bookkeeping.
 #[derive(Debug, Clone)]
@@ -71,8 +71,8 @@ const RECORD_COUNT_TTL: Duration = Duration::from_secs(10);
 /// What the store knows of its records for scoring one probe: how common the probe's names
 /// are. The prior stays the model's own (see the README).
 pub(crate) struct StoredNames {
-    total: f64,
-    counts: HashMap<(Field, String), f64>,
+    pub(crate) total: f64,
+    pub(crate) counts: HashMap<(Field, String), f64>,
 }
 
 impl Population for StoredNames {
@@ -88,7 +88,7 @@ impl Population for StoredNames {
 }
 
 /// The normalized names of a record, as counted in `name_counts`.
-fn name_values(features: &Features) -> Vec<(Field, &str)> {
+pub(crate) fn name_values(features: &Features) -> Vec<(Field, &str)> {
     let mut out = Vec::new();
     if let Some(first) = &features.first {
         out.push((Field::FirstName, first.text.as_str()));
@@ -229,7 +229,7 @@ impl Resolver {
     /// Applies name-count changes after the record's transaction committed, in short
     /// transactions of their own: counts only weigh common names, and updating them inside
     /// the ingest transaction would hold a row lock on "smith" for every Smith being ingested.
-    async fn count_names(&self, changes: NameCounts) {
+    pub(crate) async fn count_names(&self, changes: NameCounts) {
         if changes.is_empty() {
             return;
         }
@@ -559,7 +559,7 @@ impl Resolver {
         Ok(StoredNames { total, counts })
     }
 
-    async fn record_total(&self, conn: &mut AnyConnection) -> Result<f64, StoreError> {
+    pub(crate) async fn record_total(&self, conn: &mut AnyConnection) -> Result<f64, StoreError> {
         if let Ok(cached) = self.record_count.lock() {
             if cached.0.elapsed() < RECORD_COUNT_TTL {
                 return Ok(cached.1);
@@ -964,7 +964,7 @@ pub(crate) fn record_from_row(row: &sqlx::any::AnyRow) -> Result<StoredRecord, S
     })
 }
 
-const RECORD_COLUMNS: &str =
+pub(crate) const RECORD_COLUMNS: &str =
     "r.profile, r.customer_id, r.source_updated_at, r.first_seen_at, r.last_changed_at";
 
 pub(crate) async fn load_record(
@@ -1120,7 +1120,7 @@ async fn links_among(
 /// Changes to the stored name counts: (field, normalized name, +1 or -1).
 pub(crate) type NameCounts = Vec<(Field, String, i64)>;
 
-fn name_changes(features: &Features, delta: i64) -> NameCounts {
+pub(crate) fn name_changes(features: &Features, delta: i64) -> NameCounts {
     name_values(features)
         .into_iter()
         .map(|(field, value)| (field, value.to_owned(), delta))
@@ -1149,7 +1149,7 @@ async fn apply_name_counts(
 }
 
 /// Active cannot-links whose both ends are among `keys`.
-async fn cannot_links_among(
+pub(crate) async fn cannot_links_among(
     conn: &mut AnyConnection,
     keys: &[RecordKey],
 ) -> Result<Vec<(RecordKey, RecordKey)>, StoreError> {

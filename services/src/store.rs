@@ -117,13 +117,35 @@ impl Database {
         self.pool.close().await;
     }
 
-    /// Starts a transaction that will write. On SQLite it first waits for the writer slot.
+    /// Starts a transaction that will write. On SQLite it first waits for the writer slot; on
+    /// PostgreSQL it takes the bulk lock in shared mode (see [`Self::begin_bulk_write`]).
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        self.begin(false).await
+    }
+
+    /// Starts a transaction that writes a chunk of a bulk upload: on PostgreSQL it holds the
+    /// bulk lock exclusively, so no other writer changes the store while the chunk, resolved
+    /// against what it read, is written.
+    pub async fn begin_bulk_write(&self) -> Result<WriteTx, StoreError> {
+        self.begin(true).await
+    }
+
+    async fn begin(&self, bulk: bool) -> Result<WriteTx, StoreError> {
+        /// "c360bulk" as a number: the advisory lock key of bulk chunks.
+        const BULK_LOCK: i64 = 0x6333_3630_6275_6c6b;
         let writer = match self.engine {
             Engine::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
             Engine::Postgres => None,
         };
-        let tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await?;
+        if self.engine == Engine::Postgres {
+            let sql = if bulk {
+                "SELECT pg_advisory_xact_lock($1)"
+            } else {
+                "SELECT pg_advisory_xact_lock_shared($1)"
+            };
+            sqlx::query(sql).bind(BULK_LOCK).execute(&mut *tx).await?;
+        }
         Ok(WriteTx {
             tx,
             _writer: writer,

@@ -360,8 +360,9 @@ async fn file_level_errors_store_nothing(engine: Engine) {
 }
 
 async fn an_interrupted_job_resumes_after_a_restart(engine: Engine) {
-    let app = TestApp::spawn(engine).await;
-    let rows = 400;
+    // Small chunks, so that the restart falls between two of them.
+    let app = TestApp::spawn_with(engine, |c| c.bulk_chunk_rows = 40).await;
+    let rows = 1000;
     let mut body = format!("{HEADER}\n");
     for (_, row) in good_rows(rows, 2) {
         body.push_str(&row);
