@@ -16,7 +16,7 @@ use c360_services::input;
 use clap::Args;
 
 /// Where the engine's model and configuration come from.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct EngineArgs {
     /// A model file written by `c360 train` (default: the shipped model).
     #[arg(long, env = "C360_MODEL")]
@@ -510,6 +510,95 @@ pub fn load_features(path: &Path) -> anyhow::Result<LoadedRecords> {
         eprintln!("{} rows rejected (first ten above)", loaded.rejected);
     }
     Ok(loaded)
+}
+
+/// `c360 resolve --store`: resolves a file into the store in chunks (as a bulk upload does),
+/// then writes every record's stored customer id.
+pub async fn resolve_into_store(
+    input: &Path,
+    output: &Path,
+    engine: &EngineArgs,
+    db: c360_services::Database,
+) -> anyhow::Result<()> {
+    use c360_services::jobs::DEFAULT_CHUNK_ROWS;
+    let started = Instant::now();
+    let resolver = c360_services::Resolver::new(db, engine.engine()?);
+    let (sender, mut rows) = tokio::sync::mpsc::channel(4096);
+    let path = input.to_owned();
+    let reader = tokio::task::spawn_blocking(move || {
+        input::stream_file(&path, |row| {
+            let _ = sender.blocking_send(row);
+        })
+    });
+    let mut progress = Progress::new("store", None);
+    let (mut keys, mut rejected) = (Vec::new(), 0u64);
+    let mut chunk: Vec<Profile> = Vec::with_capacity(DEFAULT_CHUNK_ROWS);
+    loop {
+        let row = rows.recv().await;
+        let ended = row.is_none();
+        match row {
+            Some(Ok(record)) => match Profile::parse(&record) {
+                Ok(profile) => chunk.push(profile),
+                Err(errors) => {
+                    rejected += 1;
+                    if rejected <= 10 {
+                        eprintln!("rejected a record: {errors}");
+                    }
+                }
+            },
+            Some(Err(e)) => {
+                rejected += 1;
+                if rejected <= 10 {
+                    eprintln!("rejected a row: {e}");
+                }
+            }
+            None => {}
+        }
+        if chunk.len() >= DEFAULT_CHUNK_ROWS || (ended && !chunk.is_empty()) {
+            resolver.ingest_batch(&chunk).await?;
+            keys.extend(chunk.iter().map(Profile::key));
+            progress.advance(chunk.len() as u64);
+            chunk.clear();
+        }
+        if ended {
+            break;
+        }
+    }
+    reader.await??;
+    progress.finish();
+
+    let mut writer = csv::WriterBuilder::new()
+        .buffer_capacity(1 << 20)
+        .from_path(output)
+        .with_context(|| format!("writing {}", output.display()))?;
+    writer.write_record(["source", "source_id", "customer_id"])?;
+    let stored: HashMap<String, String> = {
+        let mut map = HashMap::with_capacity(keys.len());
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let page = resolver.assignments_after(after.as_ref(), 10_000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.source.clone(), last.source_id.clone()));
+            for a in page {
+                map.insert(format!("{}/{}", a.source, a.source_id), a.customer_id);
+            }
+        }
+        map
+    };
+    for key in &keys {
+        if let Some(customer) = stored.get(&format!("{}/{}", key.source, key.source_id)) {
+            writer.write_record([key.source.as_str(), key.source_id.as_str(), customer])?;
+        }
+    }
+    writer.flush()?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "stored {} records ({rejected} rejected) in {seconds:.1}s ({:.0} records/s); wrote {}",
+        keys.len(),
+        keys.len() as f64 / seconds.max(1e-9),
+        output.display()
+    );
+    Ok(())
 }
 
 /// `c360 resolve`: resolves a whole file in memory on all cores and writes

@@ -50,6 +50,13 @@ enum Command {
         /// Where to write the assignments (CSV).
         #[arg(long)]
         output: PathBuf,
+        /// Also write the records into the store at DATABASE_URL (resolved against what is
+        /// stored there, in chunks, as a bulk upload is), so that the service serves them; the
+        /// assignments written are then the stored customer ids.
+        #[arg(long)]
+        store: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -114,7 +121,19 @@ async fn main() -> anyhow::Result<()> {
         Command::Resolve {
             input,
             output,
+            store: true,
+            database,
             engine,
+        } => {
+            telemetry::init(LogFormat::Text);
+            let db = server::open_database(&database).await?;
+            cli::resolve_into_store(&input, &output, &engine, db).await?;
+        }
+        Command::Resolve {
+            input,
+            output,
+            engine,
+            ..
         } => cli::resolve(&input, &output, &engine)?,
         Command::Gen {
             records,

@@ -401,3 +401,58 @@ async fn an_interrupted_job_resumes_after_a_restart(engine: Engine) {
     assert_eq!(errors["errors"].as_array().unwrap().len(), 1);
     app.stop().await;
 }
+
+/// `c360 resolve --store` writes a file into the store; the service then serves it, and the
+/// assignments written are the stored customer ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_with_store_fills_the_store_the_service_serves() {
+    let dir = std::env::temp_dir().join(format!("c360-store-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let records = c360_services::synth::generate(300, 21);
+    let input = dir.join("records.ndjson");
+    let mut body = Vec::new();
+    for r in &records {
+        serde_json::to_writer(&mut body, &r.input).unwrap();
+        body.push(b'\n');
+    }
+    body.extend_from_slice(b"{\"source\":\"crm\",\"source_id\":\"bad\",\"email\":\"nope\"}\n");
+    std::fs::write(&input, body).unwrap();
+    let url = format!("sqlite://{}/c360.db", dir.display());
+    let db = c360_services::Database::connect(&url, 4).await.unwrap();
+    db.migrate().await.unwrap();
+    let output = dir.join("assignments.csv");
+    c360_api::cli::resolve_into_store(&input, &output, &c360_api::cli::EngineArgs::default(), db)
+        .await
+        .unwrap();
+    let written = std::fs::read_to_string(&output).unwrap();
+    let lines: Vec<&str> = written.lines().skip(1).collect();
+    assert_eq!(
+        lines.len(),
+        records.len(),
+        "every valid record, the bad one left out"
+    );
+
+    let mut config = c360_api::ServeConfig::with_database("127.0.0.1:0".parse().unwrap(), url);
+    config.jobs_dir = dir.join("jobs");
+    let server = c360_api::RunningServer::start(config).await.unwrap();
+    let client = reqwest::Client::new();
+    for line in lines.iter().take(20) {
+        let mut parts = line.split(',');
+        let (source, id, customer) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        let record: Value = client
+            .get(format!("http://{}/v1/records/{source}/{id}", server.addr))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(record["customer_id"], customer, "{record}");
+    }
+    server.shutdown().await.unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
