@@ -355,6 +355,11 @@ async fn file_level_errors_store_nothing(engine: Engine) {
     assert_eq!(status, 415);
     let (_, list) = app.get_json("/v1/jobs").await;
     assert_eq!(list["jobs"], json!([]), "no job for a refused file");
+    let (status, problem) = app.get_json("/v1/exports/assignments?format=json").await;
+    assert_eq!(
+        status, 400,
+        "an unknown export parameter is refused: {problem}"
+    );
     assert_eq!(app.gauge("c360_records").await, 0);
     app.stop().await;
 }

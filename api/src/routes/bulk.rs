@@ -276,6 +276,12 @@ pub async fn job_errors(
     Ok(Json(JobErrors { job_id: id, errors }))
 }
 
+/// The exports take no parameters; an unknown one (a typo) is refused rather than ignored.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {}
+
 /// Rows per query while streaming an export.
 const EXPORT_PAGE: i64 = 5000;
 
@@ -284,13 +290,18 @@ const EXPORT_PAGE: i64 = 5000;
     get,
     path = "/v1/exports/assignments",
     tag = "bulk",
+    params(ExportQuery),
     responses(
         (status = 200, description = "CSV with a header row", content_type = "text/csv", body = String),
+        (status = 400, description = "Unknown query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ())
 )]
-pub async fn export_assignments(State(state): State<AppState>) -> Response {
+pub async fn export_assignments(
+    State(state): State<AppState>,
+    QueryParams(_query): QueryParams<ExportQuery>,
+) -> Response {
     let resolver = state.resolver.clone();
     let header = Bytes::from_static(b"source,source_id,customer_id\n");
     let pages = futures_util::stream::unfold(Some(None), move |cursor| {
@@ -332,13 +343,18 @@ pub async fn export_assignments(State(state): State<AppState>) -> Response {
     get,
     path = "/v1/exports/customers",
     tag = "bulk",
+    params(ExportQuery),
     responses(
         (status = 200, description = "One ExportedCustomer JSON object per line", content_type = "application/x-ndjson", body = ExportedCustomer),
+        (status = 400, description = "Unknown query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ())
 )]
-pub async fn export_customers(State(state): State<AppState>) -> Response {
+pub async fn export_customers(
+    State(state): State<AppState>,
+    QueryParams(_query): QueryParams<ExportQuery>,
+) -> Response {
     let resolver = state.resolver.clone();
     let pages = futures_util::stream::unfold(Some(None), move |cursor| {
         let resolver = resolver.clone();
