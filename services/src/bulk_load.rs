@@ -15,22 +15,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use c360_domain::{CustomerId, IngestOutcome, MemberRecord, Profile, RecordKey};
 use c360_matching::compare::{Field, MISSING};
 use c360_matching::graph::GuardedClusters;
-use c360_matching::{batch, blocking, identifier_keys, survivorship, Features, Verdict};
+use c360_matching::{batch, blocking, survivorship, Features, Verdict};
 use sqlx::{AnyConnection, Row};
 
 use crate::error::{ServiceError, StoreError};
 use crate::resolver::{
-    absorb, cannot_links_among, key_from_row, name_changes, name_values, new_customer_id,
-    now_millis, ordered, record_from_row, refresh_customer, to_json, Review, StoredNames,
-    StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
+    absorb, apply_name_counts, cannot_links_among, customer_of_each, insert_edges, insert_records,
+    key_from_row, name_changes, new_customer_id, now_millis, ordered, record_from_row,
+    refresh_customer, to_json, write_index, Review, StoredRecord, LINKS_PER_CUSTOMER,
+    RECORD_COLUMNS,
 };
-use crate::store::{pair_placeholders, placeholders};
+use crate::store::{pair_placeholders, placeholders, value_rows, ROWS_PER_STATEMENT};
 use crate::Resolver;
-
-/// Rows per multi-row INSERT of up to 4 columns (half that for wider rows), and keys per IN
-/// list. Measured: 100 beats both 400 and 2,000 (long statements cost more to prepare than
-/// their fewer round trips save).
-const ROWS_PER_INSERT: usize = 100;
 
 impl Resolver {
     /// Resolves and stores many records; returns each one's outcome, in input order.
@@ -49,12 +45,14 @@ impl Resolver {
                 one_by_one.push(i);
             }
         }
-        let stored = self
-            .stored_keys(&fresh.iter().map(|&i| profiles[i].key()).collect::<Vec<_>>())
-            .await?;
+        let fresh_keys: Vec<RecordKey> = fresh.iter().map(|&i| profiles[i].key()).collect();
+        let stored = {
+            let mut conn = self.db.pool().acquire().await?;
+            customer_of_each(&mut conn, &fresh_keys).await?
+        };
         let (known, fresh): (Vec<usize>, Vec<usize>) = fresh
             .into_iter()
-            .partition(|&i| stored.contains(&profiles[i].key()));
+            .partition(|&i| stored.contains_key(&profiles[i].key()));
         one_by_one.extend(known);
         one_by_one.sort_unstable();
 
@@ -70,25 +68,6 @@ impl Resolver {
             outcomes[i] = self.ingest(profiles[i].clone()).await?.outcome;
         }
         Ok(outcomes)
-    }
-
-    async fn stored_keys(&self, keys: &[RecordKey]) -> Result<HashSet<RecordKey>, ServiceError> {
-        let mut found = HashSet::new();
-        let mut conn = self.db.pool().acquire().await?;
-        for chunk in keys.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "SELECT source, source_id FROM records WHERE (source, source_id) IN ({})",
-                pair_placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for key in chunk {
-                query = query.bind(key.source.as_str()).bind(key.source_id.as_str());
-            }
-            for row in query.fetch_all(&mut *conn).await? {
-                found.insert(key_from_row(&row, 0)?);
-            }
-        }
-        Ok(found)
     }
 
     /// One transaction: resolve records none of which is stored yet, and write them.
@@ -114,7 +93,9 @@ impl Resolver {
             .collect();
         let index_of: HashMap<&RecordKey, usize> =
             keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
-        let names = self.names_of(conn, &features).await?;
+        let names = self
+            .stored_names(conn, &features.iter().collect::<Vec<_>>())
+            .await?;
         let loaded = started.elapsed();
 
         // Candidate pairs with at least one new record (new records come first).
@@ -174,7 +155,7 @@ impl Resolver {
             .filter_map(|(a, b)| Some((*index_of.get(&a)?, *index_of.get(&b)?)))
             .flat_map(|(a, b)| [(a, b), (b, a)])
             .collect();
-        let mut written_links: Vec<(usize, usize, String)> = Vec::new();
+        let mut written_links: Vec<(RecordKey, RecordKey, String)> = Vec::new();
         let mut per_pair_customer: HashMap<(usize, usize), usize> = HashMap::new();
         for (_, i, j, names_compared, decision) in &links {
             let merged = clusters.union_unless(*i, *j, |x, y| {
@@ -191,7 +172,11 @@ impl Resolver {
                     let count = per_pair_customer.entry((*i, side)).or_default();
                     *count += 1;
                     if *count <= LINKS_PER_CUSTOMER {
-                        written_links.push((*i, *j, to_json(&engine.evidence(decision))?));
+                        written_links.push((
+                            keys[*i].clone(),
+                            keys[*j].clone(),
+                            to_json(&engine.evidence(decision))?,
+                        ));
                     }
                 }
                 Err((x, y)) => {
@@ -256,9 +241,17 @@ impl Resolver {
 
         let linked = started.elapsed();
         insert_new_customers(conn, profiles, &created, self.survivorship(), now).await?;
-        insert_records(conn, profiles, &customer_of, now).await?;
-        insert_index(conn, profiles, &features[..n]).await?;
-        insert_links(conn, &keys, &written_links, now).await?;
+        let mut rows = Vec::with_capacity(n);
+        for (profile, customer) in profiles.iter().zip(&customer_of) {
+            let customer = customer
+                .as_ref()
+                .ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))?;
+            rows.push((profile, customer, now));
+        }
+        insert_records(conn, &rows, now).await?;
+        let indexed: Vec<(&Profile, &Features)> = profiles.iter().zip(&features[..n]).collect();
+        write_index(conn, &indexed).await?;
+        insert_edges(conn, &written_links, now).await?;
         let inserted = started.elapsed();
         for customer in &grown {
             refresh_customer(conn, customer, self.survivorship(), self.max_records(), now).await?;
@@ -267,7 +260,11 @@ impl Resolver {
             crate::curation::write_reviews(conn, &keys[*i], items, now).await?;
         }
         // Name counts inside the chunk's transaction: the chunk holds the store alone anyway.
-        count_names(conn, &features[..n]).await?;
+        let names = features[..n]
+            .iter()
+            .flat_map(|f| name_changes(f, 1))
+            .collect();
+        apply_name_counts(conn, names).await?;
         write.tx.commit().await?;
         tracing::debug!(
             records = n,
@@ -283,39 +280,6 @@ impl Resolver {
 
         Ok(outcomes)
     }
-
-    /// Stored counts of every name among `features`, for the term-frequency adjustment.
-    async fn names_of(
-        &self,
-        conn: &mut AnyConnection,
-        features: &[Features],
-    ) -> Result<StoredNames, StoreError> {
-        let total = self.record_total(conn).await?;
-        let values: BTreeSet<(Field, &str)> =
-            features.iter().flat_map(|f| name_values(f)).collect();
-        let values: Vec<(Field, &str)> = values.into_iter().collect();
-        let mut counts = HashMap::new();
-        for chunk in values.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "SELECT field, value, count FROM name_counts WHERE (field, value) IN ({})",
-                pair_placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for (field, value) in chunk {
-                query = query.bind(field.name()).bind(*value);
-            }
-            for row in query.fetch_all(&mut *conn).await? {
-                let field: String = row.try_get(0)?;
-                if let Some(field) = Field::from_name(&field) {
-                    counts.insert(
-                        (field, row.try_get::<String, _>(1)?),
-                        row.try_get::<i64, _>(2)? as f64,
-                    );
-                }
-            }
-        }
-        Ok(StoredNames { total, counts })
-    }
 }
 
 /// Stored records sharing a blocking key with any of `features`; keys whose stored block is
@@ -328,7 +292,7 @@ async fn stored_candidates(
     let keys: BTreeSet<String> = features.iter().flat_map(blocking::keys).collect();
     let keys: Vec<String> = keys.into_iter().collect();
     let mut blocks: HashMap<String, Vec<RecordKey>> = HashMap::new();
-    for chunk in keys.chunks(ROWS_PER_INSERT) {
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT key, source, source_id FROM blocking_keys WHERE key IN ({})",
             placeholders(1, chunk.len())
@@ -357,7 +321,7 @@ async fn stored_candidates(
     }
     let wanted: Vec<RecordKey> = wanted.into_iter().collect();
     let mut stored = Vec::with_capacity(wanted.len());
-    for chunk in wanted.chunks(ROWS_PER_INSERT) {
+    for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM records r WHERE (r.source, r.source_id) IN ({})",
             pair_placeholders(1, chunk.len())
@@ -373,44 +337,6 @@ async fn stored_candidates(
     Ok(stored)
 }
 
-/// Adds the chunk's first and last names to `name_counts`, summed per name, in multi-row
-/// upserts.
-async fn count_names(conn: &mut AnyConnection, features: &[Features]) -> Result<(), StoreError> {
-    let mut sums: BTreeMap<(Field, String), i64> = BTreeMap::new();
-    for f in features {
-        for (field, value, delta) in name_changes(f, 1) {
-            *sums.entry((field, value)).or_default() += delta;
-        }
-    }
-    let sums: Vec<((Field, String), i64)> = sums.into_iter().collect();
-    for chunk in sums.chunks(ROWS_PER_INSERT) {
-        let sql = format!(
-            "INSERT INTO name_counts (field, value, count) VALUES {} \
-             ON CONFLICT (field, value) DO UPDATE SET count = name_counts.count + excluded.count",
-            value_rows(chunk.len(), 3)
-        );
-        let mut query = sqlx::query(&sql);
-        for ((field, value), delta) in chunk {
-            query = query.bind(field.name()).bind(value.clone()).bind(*delta);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// `(${a}, ${a+1}, ...)` rows for a multi-row INSERT of `rows` rows of `columns` values.
-fn value_rows(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = (0..columns)
-                .map(|c| format!("${}", r * columns + c + 1))
-                .collect();
-            format!("({})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 async fn insert_new_customers(
     conn: &mut AnyConnection,
     profiles: &[Profile],
@@ -418,7 +344,7 @@ async fn insert_new_customers(
     rules: &survivorship::SurvivorshipConfig,
     now: i64,
 ) -> Result<(), StoreError> {
-    for chunk in created.chunks(ROWS_PER_INSERT / 2) {
+    for chunk in created.chunks(ROWS_PER_STATEMENT / 2) {
         let sql = format!(
             "INSERT INTO customers (id, golden, record_count, version, created_at, updated_at, \
              enrichment_key, enrichment_pending) VALUES {}",
@@ -449,124 +375,6 @@ async fn insert_new_customers(
                 .bind(now)
                 .bind(address_key)
                 .bind(pending);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-async fn insert_records(
-    conn: &mut AnyConnection,
-    profiles: &[Profile],
-    customer_of: &[Option<CustomerId>],
-    now: i64,
-) -> Result<(), StoreError> {
-    let rows: Vec<usize> = (0..profiles.len()).collect();
-    for chunk in rows.chunks(ROWS_PER_INSERT / 2) {
-        let sql = format!(
-            "INSERT INTO records (source, source_id, customer_id, profile, source_updated_at, \
-             first_seen_at, last_changed_at) VALUES {}",
-            value_rows(chunk.len(), 7)
-        );
-        let mut query = sqlx::query(&sql);
-        for &i in chunk {
-            let profile = &profiles[i];
-            let customer = customer_of[i]
-                .as_ref()
-                .ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))?;
-            query = query
-                .bind(profile.source.as_str().to_owned())
-                .bind(profile.source_id.as_str().to_owned())
-                .bind(customer.as_str().to_owned())
-                .bind(to_json(profile)?)
-                .bind(profile.updated_at.map(|t| t.timestamp_millis()))
-                .bind(now)
-                .bind(now);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-async fn insert_index(
-    conn: &mut AnyConnection,
-    profiles: &[Profile],
-    features: &[Features],
-) -> Result<(), StoreError> {
-    let mut identifiers: Vec<(String, String, &str, &str)> = Vec::new();
-    let mut keys: Vec<(String, &str, &str)> = Vec::new();
-    for (profile, f) in profiles.iter().zip(features) {
-        let (source, id) = (profile.source.as_str(), profile.source_id.as_str());
-        for (kind, value) in identifier_keys(profile) {
-            identifiers.push((kind.as_str().to_owned(), value, source, id));
-        }
-        for key in blocking::keys(f) {
-            keys.push((key, source, id));
-        }
-    }
-    identifiers.sort();
-    identifiers.dedup();
-    keys.sort();
-    keys.dedup();
-    for chunk in identifiers.chunks(ROWS_PER_INSERT) {
-        let sql = format!(
-            "INSERT INTO record_identifiers (kind, value, source, source_id) VALUES {}",
-            value_rows(chunk.len(), 4)
-        );
-        let mut query = sqlx::query(&sql);
-        for (kind, value, source, id) in chunk {
-            query = query
-                .bind(kind.clone())
-                .bind(value.clone())
-                .bind(*source)
-                .bind(*id);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    for chunk in keys.chunks(ROWS_PER_INSERT) {
-        let sql = format!(
-            "INSERT INTO blocking_keys (key, source, source_id) VALUES {}",
-            value_rows(chunk.len(), 3)
-        );
-        let mut query = sqlx::query(&sql);
-        for (key, source, id) in chunk {
-            query = query.bind(key.clone()).bind(*source).bind(*id);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-async fn insert_links(
-    conn: &mut AnyConnection,
-    keys: &[RecordKey],
-    links: &[(usize, usize, String)],
-    now: i64,
-) -> Result<(), StoreError> {
-    let mut rows: Vec<(RecordKey, RecordKey, &str)> = links
-        .iter()
-        .map(|(i, j, evidence)| {
-            let (a, b) = ordered(&keys[*i], &keys[*j]);
-            (a, b, evidence.as_str())
-        })
-        .collect();
-    rows.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
-    rows.dedup_by(|x, y| x.0 == y.0 && x.1 == y.1);
-    for chunk in rows.chunks(ROWS_PER_INSERT / 2) {
-        let sql = format!(
-            "INSERT INTO links (a_source, a_source_id, b_source, b_source_id, evidence, created_at) \
-             VALUES {} ON CONFLICT DO NOTHING",
-            value_rows(chunk.len(), 6)
-        );
-        let mut query = sqlx::query(&sql);
-        for (a, b, evidence) in chunk {
-            query = query
-                .bind(a.source.as_str().to_owned())
-                .bind(a.source_id.as_str().to_owned())
-                .bind(b.source.as_str().to_owned())
-                .bind(b.source_id.as_str().to_owned())
-                .bind((*evidence).to_owned())
-                .bind(now);
         }
         query.execute(&mut *conn).await?;
     }

@@ -509,7 +509,7 @@ impl Resolver {
         let mut conn = self.db.pool().acquire().await?;
         let candidates =
             load_candidates(&mut conn, &keys, &probe.key(), self.candidate_caps()).await?;
-        let names = self.stored_names(&mut conn, &features).await?;
+        let names = self.stored_names(&mut conn, &[&features]).await?;
         let compared = candidates.len();
         let mut scored: Vec<(f64, MatchCandidate)> = candidates
             .iter()

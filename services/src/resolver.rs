@@ -30,7 +30,9 @@ use sqlx::{AnyConnection, Row};
 
 use crate::enrich::Enricher;
 use crate::error::{ServiceError, StoreError};
-use crate::store::{pair_placeholders, placeholders, Database, WriteTx};
+use crate::store::{
+    pair_placeholders, placeholders, value_rows, Database, WriteTx, ROWS_PER_STATEMENT,
+};
 
 /// Transactions that hit a deadlock or serialization failure are tried this many times.
 const MAX_ATTEMPTS: u32 = 8;
@@ -301,7 +303,7 @@ impl Resolver {
 
         let candidates =
             load_candidates(&mut write.tx, &probe_keys, &key, self.candidate_caps()).await?;
-        let names = self.stored_names(&mut write.tx, &features).await?;
+        let names = self.stored_names(&mut write.tx, &[&features]).await?;
         let mut found = self.matches(&features, &candidates, &names);
         let now = now_millis();
         let mut counts = name_changes(&features, 1);
@@ -353,8 +355,8 @@ impl Resolver {
             }
         };
 
-        insert_record(&mut write.tx, profile, &customer_id, now, now).await?;
-        write_index(&mut write.tx, profile, features).await?;
+        insert_records(&mut write.tx, &[(profile, &customer_id, now)], now).await?;
+        write_index(&mut write.tx, &[(profile, features)]).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
         if !absorbed.is_empty() {
             absorb(&mut write.tx, &absorbed, &customer_id, now).await?;
@@ -403,7 +405,7 @@ impl Resolver {
         .execute(&mut *write.tx)
         .await?;
         clear_index(&mut write.tx, &key).await?;
-        write_index(&mut write.tx, profile, features).await?;
+        write_index(&mut write.tx, &[(profile, features)]).await?;
         delete_links_of(&mut write.tx, &key).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
 
@@ -528,21 +530,25 @@ impl Resolver {
     }
 
     /// How common the probe's names are among stored records.
+    /// Stored counts of the names of `features` (and the record total), for the
+    /// term-frequency adjustment.
     pub(crate) async fn stored_names(
         &self,
         conn: &mut AnyConnection,
-        features: &Features,
+        features: &[&Features],
     ) -> Result<StoredNames, StoreError> {
         let total = self.record_total(conn).await?;
-        let values = name_values(features);
+        let values: BTreeSet<(Field, &str)> =
+            features.iter().flat_map(|f| name_values(f)).collect();
+        let values: Vec<(Field, &str)> = values.into_iter().collect();
         let mut counts = HashMap::new();
-        if !values.is_empty() {
+        for chunk in values.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT field, value, count FROM name_counts WHERE (field, value) IN ({})",
-                pair_placeholders(1, values.len())
+                pair_placeholders(1, chunk.len())
             );
             let mut query = sqlx::query(&sql);
-            for (field, value) in &values {
+            for (field, value) in chunk {
                 query = query.bind(field.name()).bind(*value);
             }
             for row in query.fetch_all(&mut *conn).await? {
@@ -1129,21 +1135,28 @@ pub(crate) fn name_changes(features: &Features, delta: i64) -> NameCounts {
 
 /// Applies name-count changes, in a fixed order so that two writers never wait on each other's
 /// rows in a cycle.
-async fn apply_name_counts(
+pub(crate) async fn apply_name_counts(
     conn: &mut AnyConnection,
-    mut changes: NameCounts,
+    changes: NameCounts,
 ) -> Result<(), StoreError> {
-    changes.sort();
+    // Summed per name and written in sorted order, so that two writers never wait on each
+    // other's rows in a cycle.
+    let mut sums: BTreeMap<(Field, String), i64> = BTreeMap::new();
     for (field, value, delta) in changes {
-        sqlx::query(
-            "INSERT INTO name_counts (field, value, count) VALUES ($1, $2, $3) \
-             ON CONFLICT (field, value) DO UPDATE SET count = name_counts.count + $3",
-        )
-        .bind(field.name())
-        .bind(value)
-        .bind(delta)
-        .execute(&mut *conn)
-        .await?;
+        *sums.entry((field, value)).or_default() += delta;
+    }
+    let sums: Vec<((Field, String), i64)> = sums.into_iter().filter(|(_, d)| *d != 0).collect();
+    for chunk in sums.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO name_counts (field, value, count) VALUES {} \
+             ON CONFLICT (field, value) DO UPDATE SET count = name_counts.count + excluded.count",
+            value_rows(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(&sql);
+        for ((field, value), delta) in chunk {
+            query = query.bind(field.name()).bind(value.clone()).bind(*delta);
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -1219,64 +1232,75 @@ async fn delete_customer(conn: &mut AnyConnection, id: &CustomerId) -> Result<()
     Ok(())
 }
 
-async fn insert_record(
+/// Inserts records, each with its customer and first-seen time, in multi-row INSERTs.
+pub(crate) async fn insert_records(
     conn: &mut AnyConnection,
-    profile: &Profile,
-    customer_id: &CustomerId,
-    first_seen: i64,
+    rows: &[(&Profile, &CustomerId, i64)],
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO records (source, source_id, customer_id, profile, source_updated_at, \
-         first_seen_at, last_changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(profile.source.as_str())
-    .bind(profile.source_id.as_str())
-    .bind(customer_id.as_str())
-    .bind(to_json(profile)?)
-    .bind(profile.updated_at.map(|t| t.timestamp_millis()))
-    .bind(first_seen)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
+        let sql = format!(
+            "INSERT INTO records (source, source_id, customer_id, profile, source_updated_at, \
+             first_seen_at, last_changed_at) VALUES {}",
+            value_rows(chunk.len(), 7)
+        );
+        let mut query = sqlx::query(&sql);
+        for (profile, customer_id, first_seen) in chunk {
+            query = query
+                .bind(profile.source.as_str().to_owned())
+                .bind(profile.source_id.as_str().to_owned())
+                .bind(customer_id.as_str().to_owned())
+                .bind(to_json(profile)?)
+                .bind(profile.updated_at.map(|t| t.timestamp_millis()))
+                .bind(*first_seen)
+                .bind(now);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
 /// Files the record under its identifiers and blocking keys.
-async fn write_index(
+/// Writes the identifiers and blocking keys of records, in multi-row INSERTs: a round trip
+/// per key would dominate ingest.
+pub(crate) async fn write_index(
     conn: &mut AnyConnection,
-    profile: &Profile,
-    features: &Features,
+    records: &[(&Profile, &Features)],
 ) -> Result<(), StoreError> {
-    let (source, source_id) = (profile.source.as_str(), profile.source_id.as_str());
-    // One multi-row INSERT per table: a round trip per key would dominate ingest latency.
-    let identifiers = identifier_keys(profile);
-    if !identifiers.is_empty() {
-        let rows: Vec<String> = (0..identifiers.len())
-            .map(|i| format!("(${}, ${}, $1, $2)", 3 + 2 * i, 4 + 2 * i))
-            .collect();
+    let mut identifiers: Vec<(&'static str, String, &str, &str)> = Vec::new();
+    let mut keys: Vec<(String, &str, &str)> = Vec::new();
+    for (profile, features) in records {
+        let (source, id) = (profile.source.as_str(), profile.source_id.as_str());
+        for (kind, value) in identifier_keys(profile) {
+            identifiers.push((kind.as_str(), value, source, id));
+        }
+        for key in blocking::keys(features) {
+            keys.push((key, source, id));
+        }
+    }
+    for chunk in identifiers.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO record_identifiers (kind, value, source, source_id) VALUES {}",
-            rows.join(", ")
+            value_rows(chunk.len(), 4)
         );
-        let mut query = sqlx::query(&sql).bind(source).bind(source_id);
-        for (kind, value) in &identifiers {
-            query = query.bind(kind.as_str()).bind(value.as_str());
+        let mut query = sqlx::query(&sql);
+        for (kind, value, source, id) in chunk {
+            query = query
+                .bind(*kind)
+                .bind(value.clone())
+                .bind(*source)
+                .bind(*id);
         }
         query.execute(&mut *conn).await?;
     }
-    let keys = blocking::keys(features);
-    if !keys.is_empty() {
-        let rows: Vec<String> = (0..keys.len())
-            .map(|i| format!("(${}, $1, $2)", 3 + i))
-            .collect();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO blocking_keys (key, source, source_id) VALUES {}",
-            rows.join(", ")
+            value_rows(chunk.len(), 3)
         );
-        let mut query = sqlx::query(&sql).bind(source).bind(source_id);
-        for key in &keys {
-            query = query.bind(key.as_str());
+        let mut query = sqlx::query(&sql);
+        for (key, source, id) in chunk {
+            query = query.bind(key.clone()).bind(*source).bind(*id);
         }
         query.execute(&mut *conn).await?;
     }
@@ -1302,20 +1326,46 @@ pub(crate) async fn insert_links(
     links: &[Link],
     now: i64,
 ) -> Result<(), StoreError> {
+    let mut edges = Vec::with_capacity(links.len());
     for link in links {
-        let (a, b) = ordered(from, &link.other);
-        sqlx::query(
+        edges.push((from.clone(), link.other.clone(), to_json(&link.evidence)?));
+    }
+    insert_edges(conn, &edges, now).await
+}
+
+/// Inserts edges `(a, b, evidence as JSON)` in multi-row INSERTs, each stored once with the
+/// smaller key first; an edge already stored is kept.
+pub(crate) async fn insert_edges(
+    conn: &mut AnyConnection,
+    edges: &[(RecordKey, RecordKey, String)],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut rows: Vec<(RecordKey, RecordKey, &str)> = edges
+        .iter()
+        .map(|(a, b, evidence)| {
+            let (a, b) = ordered(a, b);
+            (a, b, evidence.as_str())
+        })
+        .collect();
+    rows.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
+    rows.dedup_by(|x, y| x.0 == y.0 && x.1 == y.1);
+    for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
+        let sql = format!(
             "INSERT INTO links (a_source, a_source_id, b_source, b_source_id, evidence, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(a.source.as_str())
-        .bind(a.source_id.as_str())
-        .bind(b.source.as_str())
-        .bind(b.source_id.as_str())
-        .bind(to_json(&link.evidence)?)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+             VALUES {} ON CONFLICT DO NOTHING",
+            value_rows(chunk.len(), 6)
+        );
+        let mut query = sqlx::query(&sql);
+        for (a, b, evidence) in chunk {
+            query = query
+                .bind(a.source.as_str().to_owned())
+                .bind(a.source_id.as_str().to_owned())
+                .bind(b.source.as_str().to_owned())
+                .bind(b.source_id.as_str().to_owned())
+                .bind((*evidence).to_owned())
+                .bind(now);
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -210,6 +210,24 @@ pub fn placeholders(start: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// Rows per multi-row INSERT of up to 4 columns (half that for wider rows), and values per IN
+/// list. Measured on bulk loads: 100 beats both 400 and 2,000 (long statements cost more to
+/// prepare than their fewer round trips save).
+pub const ROWS_PER_STATEMENT: usize = 100;
+
+/// `($1, $2, ...), ($n+1, ...)` for a multi-row INSERT of `rows` rows of `columns` values.
+pub fn value_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (0..columns)
+                .map(|c| format!("${}", r * columns + c + 1))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `($s, $s+1), ($s+2, $s+3), ...` for row-value `IN` lists of (source, source_id) pairs.
 pub fn pair_placeholders(start: usize, pairs: usize) -> String {
     (0..pairs)

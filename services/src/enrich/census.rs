@@ -147,13 +147,12 @@ impl CensusIndex {
         })
     }
 
-    /// The value of one ACS figure for a block group: `None` when the block group or the figure
-    /// is unknown, `Some(None)` for a published gap.
-    pub fn value(&self, geoid: &str, field: &str) -> Option<Option<f64>> {
+    /// One ACS figure of a block group; `None` when the block group or the figure is unknown
+    /// (a published gap is a figure whose `estimate` is `None`).
+    pub fn figure(&self, geoid: &str, field: &str) -> Option<&DemographicValue> {
         self.acs
             .get(geoid)
             .and_then(|row| row.demographics.values.get(field))
-            .map(|v| v.estimate)
     }
 
     /// Every block group's value of one figure (gaps left out).
@@ -589,7 +588,12 @@ mod tests {
                     .is_none()
             })
             .expect("74 block groups have no median income");
-        assert!(index.value(with_gap.0, "median_household_income") == Some(None));
+        assert_eq!(
+            index
+                .figure(with_gap.0, "median_household_income")
+                .map(|v| v.estimate),
+            Some(None)
+        );
         let top = index
             .acs
             .values()

@@ -504,17 +504,15 @@ impl Enricher {
                 histogram.without_block_group += n;
                 continue;
             };
-            let Some(Some(value)) = self.census.value(&geoid, field) else {
+            let Some((value, figure)) = self
+                .census
+                .figure(&geoid, field)
+                .and_then(|f| f.estimate.map(|v| (v, f)))
+            else {
                 histogram.without_value += n;
                 continue;
             };
-            if self
-                .census
-                .facts(&geoid)
-                .and_then(|f| f.demographics)
-                .and_then(|d| d.values.get(field).and_then(|v| v.top_coded.clone()))
-                .is_some()
-            {
+            if figure.top_coded.is_some() {
                 histogram.top_coded += n;
             }
             match edges.iter().rposition(|edge| value >= *edge) {
