@@ -519,10 +519,13 @@ pub async fn resolve_into_store(
     output: &Path,
     engine: &EngineArgs,
     db: c360_services::Database,
+    views: &crate::config::CustomerViewArgs,
 ) -> anyhow::Result<()> {
     use c360_services::jobs::DEFAULT_CHUNK_ROWS;
     let started = Instant::now();
     let resolver = c360_services::Resolver::new(db, engine.engine()?);
+    // Each chunk is published to a DynamoDB customer view before the next one is read.
+    let resolver = crate::server::attach_view_store(resolver, views).await?;
     let (sender, mut rows) = tokio::sync::mpsc::channel(4096);
     let path = input.to_owned();
     let reader = tokio::task::spawn_blocking(move || {
@@ -636,5 +639,44 @@ pub fn resolve(input: &Path, output: &Path, engine: &EngineArgs) -> anyhow::Resu
         loaded.keys.len() as f64 / seconds.max(1e-9),
         output.display()
     );
+    Ok(())
+}
+
+/// `c360 customer-view rebuild`: rewrites the whole DynamoDB customer view from the SQL
+/// records and graph, then deletes what SQL does not account for.
+pub async fn rebuild_customer_view(resolver: &c360_services::Resolver) -> anyhow::Result<()> {
+    let progress = std::cell::RefCell::new(None::<Progress>);
+    let started = Instant::now();
+    let report = resolver
+        .rebuild_views(
+            |total| *progress.borrow_mut() = Some(Progress::new("rebuild", Some(total))),
+            |done| {
+                if let Some(p) = progress.borrow_mut().as_mut() {
+                    p.advance(done - p.done);
+                }
+            },
+        )
+        .await?;
+    if let Some(p) = progress.into_inner() {
+        p.finish();
+    }
+    eprintln!(
+        "customer view rebuilt in {:.1}s: {} customers read from SQL, {} written, {} leftover items deleted",
+        started.elapsed().as_secs_f64(),
+        report.customers,
+        report.written,
+        report.deleted_items
+    );
+    Ok(())
+}
+
+/// `c360 customer-view check`: compares the DynamoDB customer view with SQL. Fails when they
+/// differ.
+pub async fn check_customer_view(resolver: &c360_services::Resolver) -> anyhow::Result<()> {
+    let check = resolver.check_views().await?;
+    println!("{}", serde_json::to_string_pretty(&check)?);
+    if !check.is_consistent() {
+        anyhow::bail!("the customer view differs from SQL (see above); `c360 customer-view rebuild` repairs it");
+    }
     Ok(())
 }

@@ -90,6 +90,60 @@ impl Default for EnrichmentArgs {
     }
 }
 
+/// Where the single customer view is served from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViewStoreKind {
+    /// The SQL database itself (the embedded default).
+    Sql,
+    /// A DynamoDB table, kept up to date from SQL.
+    Dynamodb,
+}
+
+/// The customer-view store.
+#[derive(Debug, Clone, Args)]
+pub struct CustomerViewArgs {
+    /// Where `GET /v1/customers/...` reads from: `sql` (default) or `dynamodb`.
+    #[arg(
+        long,
+        env = "C360_CUSTOMER_VIEW_STORE",
+        value_enum,
+        default_value_t = ViewStoreKind::Sql
+    )]
+    pub customer_view_store: ViewStoreKind,
+
+    /// DynamoDB table of the customer view (created by `c360 migrate` or at start).
+    #[arg(
+        long,
+        env = "C360_DYNAMODB_TABLE",
+        default_value = "c360-customer-view"
+    )]
+    pub dynamodb_table: String,
+
+    /// DynamoDB region; default: the usual AWS configuration (`AWS_REGION`, profile).
+    #[arg(long, env = "C360_DYNAMODB_REGION")]
+    pub dynamodb_region: Option<String>,
+
+    /// Endpoint override for DynamoDB (DynamoDB Local, say).
+    #[arg(long, env = "C360_DYNAMODB_ENDPOINT")]
+    pub dynamodb_endpoint: Option<String>,
+
+    /// Static credentials (tests); default: the usual AWS credential chain.
+    #[arg(skip)]
+    pub dynamodb_credentials: Option<(String, String)>,
+}
+
+impl Default for CustomerViewArgs {
+    fn default() -> Self {
+        Self {
+            customer_view_store: ViewStoreKind::Sql,
+            dynamodb_table: "c360-customer-view".to_owned(),
+            dynamodb_region: None,
+            dynamodb_endpoint: None,
+            dynamodb_credentials: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
     /// Address to listen on.
@@ -113,6 +167,9 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub enrichment: EnrichmentArgs,
+
+    #[command(flatten)]
+    pub customer_view: CustomerViewArgs,
 
     /// Folder where bulk uploads are spooled until their job has read them.
     #[arg(long, env = "C360_JOBS_DIR", default_value = "data/jobs")]
@@ -148,6 +205,7 @@ impl ServeConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             enrichment: EnrichmentArgs::default(),
+            customer_view: CustomerViewArgs::default(),
             jobs_dir: PathBuf::from("data/jobs"),
             bulk_chunk_rows: 5000,
             max_upload_bytes: 64 * 1024 * 1024 * 1024,

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use c360_api::cli::{self, EngineArgs};
-use c360_api::config::{DatabaseArgs, LogFormat, ServeConfig};
+use c360_api::config::{CustomerViewArgs, DatabaseArgs, LogFormat, ServeConfig, ViewStoreKind};
 use c360_api::{openapi, server, telemetry, RunningServer};
 
 #[derive(Parser)]
@@ -23,8 +23,23 @@ struct Cli {
 enum Command {
     /// Run the HTTP API (Swagger UI at /swagger-ui).
     Serve(ServeConfig),
-    /// Create or upgrade the database schema, then exit.
-    Migrate(DatabaseArgs),
+    /// Create or upgrade the database schema (and the DynamoDB customer-view table when that
+    /// store is configured), then exit.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        customer_view: CustomerViewArgs,
+    },
+    /// Maintain the DynamoDB customer view (C360_CUSTOMER_VIEW_STORE=dynamodb).
+    CustomerView {
+        #[command(subcommand)]
+        action: CustomerViewAction,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        customer_view: CustomerViewArgs,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Resolve a record file and report pairwise precision, recall and F1 against ground truth.
@@ -57,6 +72,8 @@ enum Command {
         store: bool,
         #[command(flatten)]
         database: DatabaseArgs,
+        #[command(flatten)]
+        customer_view: CustomerViewArgs,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -95,6 +112,16 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum CustomerViewAction {
+    /// Rewrite the whole view from the SQL records and graph (after a restore, or to switch
+    /// stores), streaming, with progress; then delete items SQL does not account for.
+    Rebuild,
+    /// Compare the view with SQL: missing, stale or orphaned customers, lookups and pages.
+    /// Exits non-zero when they differ.
+    Check,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -104,10 +131,38 @@ async fn main() -> anyhow::Result<()> {
             server::shutdown_signal().await;
             running.shutdown().await?;
         }
-        Command::Migrate(database) => {
+        Command::Migrate {
+            database,
+            customer_view,
+        } => {
             telemetry::init(LogFormat::Text);
             server::open_database(&database).await?;
             tracing::info!("migrations applied");
+            if let Some(views) = server::open_view_store(&customer_view).await? {
+                tracing::info!(table = views.table(), "DynamoDB customer-view table ready");
+            }
+        }
+        Command::CustomerView {
+            action,
+            database,
+            customer_view,
+        } => {
+            telemetry::init(LogFormat::Text);
+            if customer_view.customer_view_store != ViewStoreKind::Dynamodb {
+                anyhow::bail!(
+                    "set C360_CUSTOMER_VIEW_STORE=dynamodb: with the SQL store the database is the view"
+                );
+            }
+            let db = server::open_database(&database).await?;
+            let resolver = server::attach_view_store(
+                c360_services::Resolver::new(db, c360_matching::Engine::shipped()),
+                &customer_view,
+            )
+            .await?;
+            match action {
+                CustomerViewAction::Rebuild => cli::rebuild_customer_view(&resolver).await?,
+                CustomerViewAction::Check => cli::check_customer_view(&resolver).await?,
+            }
         }
         Command::Openapi => print!("{}", openapi::openapi_json()),
         Command::Eval {
@@ -123,11 +178,12 @@ async fn main() -> anyhow::Result<()> {
             output,
             store: true,
             database,
+            customer_view,
             engine,
         } => {
             telemetry::init(LogFormat::Text);
             let db = server::open_database(&database).await?;
-            cli::resolve_into_store(&input, &output, &engine, db).await?;
+            cli::resolve_into_store(&input, &output, &engine, db, &customer_view).await?;
         }
         Command::Resolve {
             input,

@@ -138,6 +138,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(what) => Self::NotFound(format!("{what} not found")),
             ServiceError::Conflict(why) => Self::Conflict(why),
             ServiceError::Unavailable(why) => Self::Unavailable(why),
+            ServiceError::Store(e @ c360_services::StoreError::ViewStore(_)) => {
+                tracing::error!(error = %e, "customer view store failure");
+                Self::Unavailable("the customer view store cannot answer now; try again".into())
+            }
             ServiceError::Store(e) => {
                 // Store errors carry no PII: queries bind values, and messages name tables.
                 tracing::error!(error = %e, "store failure");

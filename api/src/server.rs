@@ -14,14 +14,49 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::app::{router, AppState};
-use crate::config::{EnrichmentArgs, GeocoderKind, ServeConfig};
+use crate::config::{CustomerViewArgs, EnrichmentArgs, GeocoderKind, ServeConfig, ViewStoreKind};
 use crate::metrics::Metrics;
+use c360_services::customer_view::{DynamoSettings, DynamoViews};
 
 /// Connects to the database and applies pending migrations.
 pub async fn open_database(config: &crate::config::DatabaseArgs) -> anyhow::Result<Database> {
     let db = Database::connect(&config.database_url, config.db_max_connections).await?;
     db.migrate().await?;
     Ok(db)
+}
+
+/// Connects to the configured customer-view store and creates its table if missing. `None`:
+/// the SQL database is the view.
+pub async fn open_view_store(args: &CustomerViewArgs) -> anyhow::Result<Option<Arc<DynamoViews>>> {
+    if args.customer_view_store == ViewStoreKind::Sql {
+        return Ok(None);
+    }
+    let mut settings = DynamoSettings::new(args.dynamodb_table.clone());
+    settings.region = args.dynamodb_region.clone();
+    settings.endpoint = args.dynamodb_endpoint.clone();
+    settings.credentials = args.dynamodb_credentials.clone();
+    let views = DynamoViews::connect(settings).await;
+    if views.create_table_if_missing().await? {
+        tracing::info!(
+            table = views.table(),
+            "DynamoDB customer-view table created"
+        );
+    }
+    Ok(Some(Arc::new(views)))
+}
+
+/// Points the resolver at the configured customer-view store and turns the SQL outbox that
+/// feeds it on or off.
+pub async fn attach_view_store(
+    resolver: Resolver,
+    args: &CustomerViewArgs,
+) -> anyhow::Result<Resolver> {
+    let views = open_view_store(args).await?;
+    resolver.set_view_projection(views.is_some()).await?;
+    Ok(match views {
+        Some(views) => resolver.with_dynamo_views(views),
+        None => resolver,
+    })
 }
 
 /// A running server: its address, and a handle to stop it gracefully.
@@ -99,6 +134,11 @@ impl RunningServer {
         if let Some(enricher) = build_enricher(&config.enrichment, db).await? {
             resolver = resolver.with_enricher(enricher.clone());
             workers.push(spawn_worker(|stop| enricher.run_worker(stop)));
+        }
+        resolver = attach_view_store(resolver, &config.customer_view).await?;
+        if resolver.dynamo_views().is_some() {
+            let publisher = resolver.clone();
+            workers.push(spawn_worker(|stop| publisher.run_view_worker(stop)));
         }
         let jobs = Arc::new(Jobs::new(
             resolver.clone(),

@@ -62,7 +62,12 @@ impl Resolver {
             for (&i, outcome) in fresh.iter().zip(chunk_outcomes) {
                 outcomes[i] = outcome;
             }
-            self.enrich_after_write(None).await;
+            self.after_write(&[]).await;
+            // A chunk changes thousands of customers: publish all of them before the job
+            // counts the chunk as done, so the job's progress includes the view.
+            if let Err(error) = self.drain_view_outbox(usize::MAX).await {
+                tracing::warn!(error = %error, "customer views of a bulk chunk not published yet");
+            }
         }
         for i in one_by_one {
             outcomes[i] = self.ingest(profiles[i].clone()).await?.outcome;

@@ -350,7 +350,7 @@ impl Resolver {
         }
         write.tx.commit().await?;
         tracing::info!(kind = kind.as_str(), "manual link added");
-        self.enrich_after_write(None).await;
+        self.after_write(&[]).await;
         Ok(link)
     }
 
@@ -399,7 +399,7 @@ impl Resolver {
         }
         write.tx.commit().await?;
         tracing::info!(kind = link.kind.as_str(), "manual link undone");
-        self.enrich_after_write(None).await;
+        self.after_write(&[]).await;
         Ok(link)
     }
 

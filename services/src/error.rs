@@ -14,6 +14,9 @@ pub enum StoreError {
     /// Stored data that no longer parses: a bug or a manual edit, never the caller's fault.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// The separate customer-view store (DynamoDB) failed.
+    #[error("customer view store: {0}")]
+    ViewStore(String),
 }
 
 impl StoreError {

@@ -3,6 +3,7 @@
 
 pub mod bulk_load;
 pub mod curation;
+pub mod customer_view;
 pub mod enrich;
 pub mod error;
 pub mod exports;

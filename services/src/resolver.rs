@@ -28,6 +28,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
+use crate::customer_view::DynamoViews;
 use crate::enrich::Enricher;
 use crate::error::{ServiceError, StoreError};
 use crate::store::{
@@ -65,6 +66,8 @@ pub struct Resolver {
     record_count: Arc<std::sync::Mutex<(std::time::Instant, f64)>>,
     /// Keeps customers' geo enrichment current after each write; `None`: no enrichment.
     enricher: Option<Arc<Enricher>>,
+    /// The customer view in DynamoDB; `None`: the SQL tables are the view.
+    pub(crate) dynamo: Option<Arc<DynamoViews>>,
 }
 
 /// How long the cached record count is trusted.
@@ -170,6 +173,7 @@ impl Resolver {
                 0.0,
             ))),
             enricher: None,
+            dynamo: None,
         }
     }
 
@@ -183,11 +187,14 @@ impl Resolver {
         self.enricher.as_ref()
     }
 
-    /// After a write committed: brings enrichment up to date (see [`Enricher::after_write`]).
-    pub(crate) async fn enrich_after_write(&self, customer: Option<&CustomerId>) {
+    /// After a write committed: brings enrichment up to date (see [`Enricher::after_write`]),
+    /// then publishes the changed customers to a separate view store. `changed` lists the
+    /// customers the write touched (empty: not known).
+    pub(crate) async fn after_write(&self, changed: &[CustomerId]) {
         if let Some(enricher) = &self.enricher {
-            enricher.after_write(customer).await;
+            enricher.after_write(changed.first()).await;
         }
+        self.publish_after_write(changed).await;
     }
 
     pub fn engine(&self) -> &Engine {
@@ -215,7 +222,12 @@ impl Resolver {
     pub async fn ingest(&self, profile: Profile) -> Result<IngestResult, ServiceError> {
         let (result, names) = self.retrying(|| self.try_ingest(&profile)).await?;
         self.count_names(names).await;
-        self.enrich_after_write(Some(&result.customer_id)).await;
+        let changed: Vec<CustomerId> = std::iter::once(&result.customer_id)
+            .chain(&result.merged_customer_ids)
+            .chain(&result.split_customer_ids)
+            .cloned()
+            .collect();
+        self.after_write(&changed).await;
         Ok(result)
     }
 
@@ -224,7 +236,7 @@ impl Resolver {
     pub async fn delete(&self, key: &RecordKey) -> Result<(), ServiceError> {
         let names = self.retrying(|| self.try_delete(key)).await?;
         self.count_names(names).await;
-        self.enrich_after_write(None).await;
+        self.after_write(&[]).await;
         Ok(())
     }
 
@@ -850,6 +862,12 @@ impl Resolver {
 
     /// The single customer view. An id absorbed by a merge answers with the survivor.
     pub async fn get_customer(&self, id: &CustomerId) -> Result<CustomerView, ServiceError> {
+        if let Some(views) = &self.dynamo {
+            return views
+                .get(id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("customer {id}")));
+        }
         let mut conn = self.db.pool().acquire().await?;
         let not_found = || ServiceError::NotFound(format!("customer {id}"));
         let row = sqlx::query("SELECT merged_into FROM customers WHERE id = $1")
@@ -876,6 +894,9 @@ impl Resolver {
         raw: &str,
     ) -> Result<Vec<CustomerView>, ServiceError> {
         let value = normalize_lookup(kind, raw)?;
+        if let Some(views) = &self.dynamo {
+            return Ok(views.find(kind, &value).await?);
+        }
         let mut conn = self.db.pool().acquire().await?;
         let rows = sqlx::query(
             "SELECT DISTINCT r.customer_id FROM record_identifiers i \
@@ -1521,7 +1542,7 @@ pub(crate) fn stored_enrichment_at(
     Ok(enrichment)
 }
 
-async fn load_view(
+pub(crate) async fn load_view(
     conn: &mut AnyConnection,
     id: &CustomerId,
 ) -> Result<Option<CustomerView>, StoreError> {

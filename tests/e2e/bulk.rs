@@ -427,9 +427,20 @@ async fn resolve_with_store_fills_the_store_the_service_serves() {
     let db = c360_services::Database::connect(&url, 4).await.unwrap();
     db.migrate().await.unwrap();
     let output = dir.join("assignments.csv");
-    c360_api::cli::resolve_into_store(&input, &output, &c360_api::cli::EngineArgs::default(), db)
-        .await
-        .unwrap();
+    let views = if c360_e2e::dynamodb_view_requested() {
+        c360_e2e::dynamodb_view_args()
+    } else {
+        c360_api::config::CustomerViewArgs::default()
+    };
+    c360_api::cli::resolve_into_store(
+        &input,
+        &output,
+        &c360_api::cli::EngineArgs::default(),
+        db,
+        &views,
+    )
+    .await
+    .unwrap();
     let written = std::fs::read_to_string(&output).unwrap();
     let lines: Vec<&str> = written.lines().skip(1).collect();
     assert_eq!(
@@ -440,6 +451,7 @@ async fn resolve_with_store_fills_the_store_the_service_serves() {
 
     let mut config = c360_api::ServeConfig::with_database("127.0.0.1:0".parse().unwrap(), url);
     config.jobs_dir = dir.join("jobs");
+    config.customer_view = views.clone();
     let server = c360_api::RunningServer::start(config).await.unwrap();
     let client = reqwest::Client::new();
     for line in lines.iter().take(20) {
@@ -458,7 +470,20 @@ async fn resolve_with_store_fills_the_store_the_service_serves() {
             .await
             .unwrap();
         assert_eq!(record["customer_id"], customer, "{record}");
+        // The customer view (SQL or DynamoDB) serves what was stored.
+        let view: Value = client
+            .get(format!("http://{}/v1/customers/{customer}", server.addr))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(view["customer_id"], customer, "{view}");
     }
     server.shutdown().await.unwrap();
+    if let Some(views) = c360_api::server::open_view_store(&views).await.unwrap() {
+        views.delete_table().await.unwrap();
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }

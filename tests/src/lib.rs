@@ -74,6 +74,29 @@ impl TestDatabase {
     }
 }
 
+/// Whether the end-to-end tests run with the DynamoDB customer view
+/// (`C360_CUSTOMER_VIEW_STORE=dynamodb`; scripts/test runs them once so).
+pub fn dynamodb_view_requested() -> bool {
+    std::env::var("C360_CUSTOMER_VIEW_STORE").is_ok_and(|v| v.eq_ignore_ascii_case("dynamodb"))
+}
+
+/// The DynamoDB Local endpoint the tests use (scripts/dynamodb-local starts it).
+pub fn dynamodb_endpoint() -> String {
+    std::env::var("C360_TEST_DYNAMODB_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:18000".to_owned())
+}
+
+/// A DynamoDB customer view in a table of its own, on DynamoDB Local.
+pub fn dynamodb_view_args() -> c360_api::config::CustomerViewArgs {
+    c360_api::config::CustomerViewArgs {
+        customer_view_store: c360_api::config::ViewStoreKind::Dynamodb,
+        dynamodb_table: format!("c360-test-{}", uuid::Uuid::now_v7().simple()),
+        dynamodb_region: Some("us-east-1".to_owned()),
+        dynamodb_endpoint: Some(dynamodb_endpoint()),
+        dynamodb_credentials: Some(("local".to_owned(), "local".to_owned())),
+    }
+}
+
 /// A running c360 and an HTTP client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -99,6 +122,9 @@ impl TestApp {
         );
         config.jobs_dir =
             std::env::temp_dir().join(format!("c360-jobs-{}", uuid::Uuid::now_v7().simple()));
+        if dynamodb_view_requested() {
+            config.customer_view = dynamodb_view_args();
+        }
         configure(&mut config);
         let server = RunningServer::start(config.clone())
             .await
@@ -169,9 +195,15 @@ impl TestApp {
             .unwrap_or_else(|| panic!("gauge {name} in /metrics"))
     }
 
-    /// Stops the server gracefully and drops the database.
+    /// Stops the server gracefully and drops the database (and the DynamoDB view table).
     pub async fn stop(self) {
         self.server.shutdown().await.expect("graceful shutdown");
+        if let Some(views) = c360_api::server::open_view_store(&self.config.customer_view)
+            .await
+            .expect("connect to the customer view store")
+        {
+            views.delete_table().await.expect("delete the view table");
+        }
         let _ = std::fs::remove_dir_all(&self.config.jobs_dir);
         self.database
             .drop_database()
