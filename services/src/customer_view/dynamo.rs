@@ -76,6 +76,8 @@ pub struct DynamoSettings {
     pub max_attempts: u32,
     /// First retry backoff; it grows exponentially.
     pub initial_backoff: Duration,
+    /// Largest JSON payload of one member page (default [`PAGE_BYTES`]; tests use less).
+    pub page_bytes: usize,
 }
 
 impl DynamoSettings {
@@ -87,6 +89,7 @@ impl DynamoSettings {
             credentials: None,
             max_attempts: 6,
             initial_backoff: Duration::from_millis(50),
+            page_bytes: PAGE_BYTES,
         }
     }
 }
@@ -113,6 +116,7 @@ where
 pub struct DynamoViews {
     client: Client,
     table: String,
+    page_bytes: usize,
     /// Wakes the publisher worker after writes it should catch up on.
     pub(crate) wake: tokio::sync::Notify,
 }
@@ -186,13 +190,13 @@ struct Stored {
 
 /// The table split into its kinds of items (for the consistency check and the rebuild).
 #[derive(Debug, Default)]
-pub(crate) struct TableContents {
+pub struct TableContents {
     /// customer id -> (state, version, merged_into, pages)
-    pub(crate) customers: HashMap<String, (String, i64, Option<String>, usize)>,
+    pub customers: HashMap<String, (String, i64, Option<String>, usize)>,
     /// (customer id, page number)
-    pub(crate) pages: Vec<(String, usize)>,
+    pub pages: Vec<(String, usize)>,
     /// (kind, value, customer id)
-    pub(crate) lookups: Vec<(String, String, String)>,
+    pub lookups: Vec<(String, String, String)>,
 }
 
 /// The item key of `pk`/`sk`.
@@ -235,6 +239,7 @@ impl DynamoViews {
         Self {
             client: Client::from_conf(config.build()),
             table: settings.table,
+            page_bytes: settings.page_bytes.clamp(1, PAGE_BYTES),
             wake: tokio::sync::Notify::new(),
         }
     }
@@ -510,8 +515,9 @@ impl DynamoViews {
 
     /// Writes the given states of customers: those that changed together (a merge, a split)
     /// in one transaction. `force` rewrites customers even when the stored version is
-    /// current (rebuild). Returns how many customers were written.
-    pub(crate) async fn write(
+    /// current (rebuild). A state older than the stored one is skipped. Returns how many
+    /// customers were written.
+    pub async fn write(
         &self,
         states: &[(CustomerId, ViewState)],
         force: bool,
@@ -574,7 +580,7 @@ impl DynamoViews {
         let (new_version, head, pages, identifiers): (i64, Item, Vec<Item>, BTreeSet<_>) =
             match state {
                 ViewState::Active(view) => {
-                    let (pages, identifiers) = member_pages(view)?;
+                    let (pages, identifiers) = member_pages(view, self.page_bytes)?;
                     let mut head = key(pk.clone(), "V".to_owned());
                     head.insert("state".into(), s("active"));
                     head.insert("customer_id".into(), s(id.as_str()));
@@ -795,7 +801,7 @@ impl DynamoViews {
     }
 
     /// Reads the whole table (the consistency check and the rebuild).
-    pub(crate) async fn scan(&self) -> Result<TableContents, WriteError> {
+    pub async fn scan(&self) -> Result<TableContents, WriteError> {
         let mut contents = TableContents::default();
         let mut start: Option<Item> = None;
         loop {
@@ -903,15 +909,16 @@ fn item_bytes(item: &Item) -> usize {
 }
 
 /// The member records and identifiers of a customer in pages of at most [`PAGE_BYTES`] of
-/// JSON (always at least one page), and the identifier set for the lookup items.
+/// JSON (always at least one page; a single bigger entry gets a page of its own), and the identifier set for the lookup items.
 #[allow(clippy::type_complexity)]
 fn member_pages(
     view: &CustomerView,
+    page_bytes: usize,
 ) -> Result<(Vec<(String, String)>, BTreeSet<(String, String)>), WriteError> {
     let mut pages: Vec<(Vec<String>, Vec<String>)> = vec![(Vec::new(), Vec::new())];
     let mut bytes = 0;
     let mut push = |json: String, is_record: bool| {
-        if bytes + json.len() > PAGE_BYTES && bytes > 0 {
+        if bytes + json.len() > page_bytes && bytes > 0 {
             pages.push((Vec::new(), Vec::new()));
             bytes = 0;
         }

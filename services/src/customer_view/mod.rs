@@ -432,15 +432,17 @@ impl Resolver {
                 sql_ids.insert(id);
             }
         }
+        let mut orphaned: HashSet<&str> = HashSet::new();
         for (id, (state, _, _, _)) in &table.customers {
             if state != "deleted" && !sql_ids.contains(id) {
                 check.orphaned_customers += 1;
                 orphans.push(DynamoViews::customer_key(id));
+                orphaned.insert(id);
             }
         }
         for (id, page) in &table.pages {
             let pages = table.customers.get(id).map_or(0, |c| c.3);
-            if *page >= pages {
+            if *page >= pages || orphaned.contains(id.as_str()) {
                 check.orphaned_pages += 1;
                 orphans.push(DynamoViews::page_key(id, *page));
             }
