@@ -475,3 +475,78 @@ mod rebuild {
         store.close().await;
     }
 }
+
+mod oversized {
+    use super::*;
+    use c360_domain::{CustomerView, IdentifierEntry, MemberRecord};
+
+    fn customer(version: i64, emails: usize) -> CustomerView {
+        let now = chrono::Utc::now();
+        let input: RecordInput = serde_json::from_value(json!({
+            "source": "crm", "source_id": "R1", "first_name": "Maria", "last_name": "Garcia"
+        }))
+        .expect("input");
+        CustomerView {
+            customer_id: CustomerId::from_uuid_simple("00000000000000000000000000000abc"),
+            resolved_from: None,
+            golden: Default::default(),
+            records: vec![MemberRecord {
+                record: Profile::parse(&input).expect("profile"),
+                first_seen_at: now,
+                last_changed_at: now,
+            }],
+            identifiers: (0..emails)
+                .map(|i| IdentifierEntry {
+                    kind: IdentifierKind::Email,
+                    value: format!("m{i:03}@example.com"),
+                    records: 1,
+                })
+                .collect(),
+            enrichment: Default::default(),
+            version,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// A customer whose write needs more than 100 actions (150 lookup items) is written over
+    /// several transactions and reads back whole; shrinking it deletes the lookups it lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_customer_too_big_for_one_transaction_is_written_whole() {
+        let views = dynamo_views(&dynamodb_view_args().dynamodb_table, 300_000).await;
+        let big = customer(1, 150);
+        let id = big.customer_id.clone();
+        let written = views
+            .write(
+                &[(id.clone(), ViewState::Active(Box::new(big.clone())))],
+                false,
+            )
+            .await
+            .expect("write");
+        assert_eq!(written, 1);
+        assert_eq!(views.get(&id).await.expect("get"), Some(big));
+        let found = views
+            .find(IdentifierKind::Email, "m149@example.com")
+            .await
+            .expect("find");
+        assert_eq!(found.len(), 1);
+
+        let small = customer(2, 10);
+        views
+            .write(
+                &[(id.clone(), ViewState::Active(Box::new(small.clone())))],
+                false,
+            )
+            .await
+            .expect("write");
+        assert_eq!(views.get(&id).await.expect("get"), Some(small));
+        let table = views.scan().await.expect("scan");
+        assert_eq!(table.lookups.len(), 10, "the 140 lost lookups are deleted");
+        assert!(views
+            .find(IdentifierKind::Email, "m149@example.com")
+            .await
+            .expect("find")
+            .is_empty());
+        views.delete_table().await.expect("delete");
+    }
+}

@@ -59,6 +59,8 @@ const PROJECTED_NAMES: &[(&str, &str)] = &[
     ("#incomplete", "incomplete"),
     ("#identifiers", "identifiers"),
 ];
+/// Merge redirects a read follows before giving up.
+const MAX_MERGE_HOPS: usize = 4;
 /// Most customers answered for one identifier, as the SQL view does.
 const MAX_LOOKUP_RESULTS: i32 = 50;
 
@@ -202,6 +204,23 @@ pub struct TableContents {
 /// The item key of `pk`/`sk`.
 fn key(pk: String, sk: String) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+/// The writes that bring one customer up to date, and its item's key and new version (an
+/// oversized customer's item is marked complete with them after its last transaction).
+struct Plan {
+    actions: Vec<Action>,
+    head: (String, i64),
+}
+
+impl Plan {
+    fn fits_one_transaction(&self) -> bool {
+        self.actions.len() <= MAX_TRANSACTION_ITEMS && self.bytes() <= MAX_TRANSACTION_BYTES
+    }
+
+    fn bytes(&self) -> usize {
+        self.actions.iter().map(|a| a.bytes).sum()
+    }
 }
 
 /// One planned write, with the bytes it carries (for the 4 MB transaction limit).
@@ -372,17 +391,24 @@ impl DynamoViews {
         if let Some(view) = view {
             return Ok(Some(view));
         }
-        let Some(target) = merged_into else {
-            return Ok(None);
-        };
-        // Merged ids point straight at the survivor (merges flatten their chains).
-        match self.read_customer(&target).await? {
-            Some((Some(mut view), _)) => {
-                view.resolved_from = Some(id.clone());
-                Ok(Some(view))
+        // Merges flatten their chains in SQL, so a merged id names the survivor; but the
+        // items of ids absorbed earlier are republished just after the merge, so for a moment
+        // one may still name an absorbed id: follow a few hops.
+        let mut target = merged_into;
+        for _ in 0..MAX_MERGE_HOPS {
+            let Some(next) = target.take() else {
+                return Ok(None);
+            };
+            match self.read_customer(&next).await? {
+                Some((Some(mut view), _)) => {
+                    view.resolved_from = Some(id.clone());
+                    return Ok(Some(view));
+                }
+                Some((None, further)) => target = further,
+                None => return Ok(None),
             }
-            _ => Ok(None),
         }
+        Ok(None)
     }
 
     /// `None`: no such customer (or deleted); `Some((Some(view), _))`: active;
@@ -522,7 +548,7 @@ impl DynamoViews {
         states: &[(CustomerId, ViewState)],
         force: bool,
     ) -> Result<usize, WriteError> {
-        let mut plans: Vec<(Vec<Action>, Option<(String, i64)>)> = Vec::new();
+        let mut plans: Vec<Plan> = Vec::new();
         for (id, state) in states {
             let stored = self.stored(id.as_str()).await?;
             if let Some(plan) = self.plan(id, state, &stored, force)? {
@@ -530,47 +556,40 @@ impl DynamoViews {
             }
         }
         let written = plans.len();
+        let (fitting, oversized): (Vec<Plan>, Vec<Plan>) =
+            plans.into_iter().partition(Plan::fits_one_transaction);
         // Pack whole customers into transactions; a customer too big for one transaction is
         // written over several, its item marked incomplete until the last one lands.
         let mut batch: Vec<TransactWriteItem> = Vec::new();
         let mut batch_bytes = 0;
-        for (actions, _) in plans.iter().filter(|(a, _)| {
-            a.len() <= MAX_TRANSACTION_ITEMS
-                && a.iter().map(|x| x.bytes).sum::<usize>() <= MAX_TRANSACTION_BYTES
-        }) {
-            let bytes: usize = actions.iter().map(|a| a.bytes).sum();
-            if batch.len() + actions.len() > MAX_TRANSACTION_ITEMS
+        for plan in fitting {
+            let bytes = plan.bytes();
+            if batch.len() + plan.actions.len() > MAX_TRANSACTION_ITEMS
                 || batch_bytes + bytes > MAX_TRANSACTION_BYTES
             {
                 self.transact(std::mem::take(&mut batch)).await?;
                 batch_bytes = 0;
             }
-            batch.extend(actions.iter().map(|a| a.item.clone()));
+            batch.extend(plan.actions.into_iter().map(|a| a.item));
             batch_bytes += bytes;
         }
         if !batch.is_empty() {
             self.transact(batch).await?;
         }
-        for (actions, oversized) in plans.into_iter().filter(|(a, _)| {
-            a.len() > MAX_TRANSACTION_ITEMS
-                || a.iter().map(|x| x.bytes).sum::<usize>() > MAX_TRANSACTION_BYTES
-        }) {
-            self.write_oversized(actions, oversized).await?;
+        for plan in oversized {
+            self.write_oversized(plan).await?;
         }
         Ok(written)
     }
 
     /// The writes that bring one customer from `stored` to `state`; `None`: nothing to do.
-    /// The second value names an oversized customer's item and version, to be marked
-    /// complete after its last transaction.
-    #[allow(clippy::type_complexity)]
     fn plan(
         &self,
         id: &CustomerId,
         state: &ViewState,
         stored: &Stored,
         force: bool,
-    ) -> Result<Option<(Vec<Action>, Option<(String, i64)>)>, WriteError> {
+    ) -> Result<Option<Plan>, WriteError> {
         let pk = customer_pk(id.as_str());
         // Deleted customers never come back (ids are never reissued): a stale writer that
         // read the customer before its deletion must not resurrect it.
@@ -708,18 +727,18 @@ impl DynamoViews {
                 bytes,
             });
         }
-        Ok(Some((actions, Some((pk, new_version)))))
+        Ok(Some(Plan {
+            actions,
+            head: (pk, new_version),
+        }))
     }
 
     /// A customer whose writes do not fit one transaction: the first transaction writes its
     /// item (conditionally, marked incomplete) with as much as fits, the next ones the rest,
     /// and a last update clears the mark. A reader meanwhile sees the new item; a writer that
     /// finds the mark rewrites every lookup.
-    async fn write_oversized(
-        &self,
-        mut actions: Vec<Action>,
-        head: Option<(String, i64)>,
-    ) -> Result<(), WriteError> {
+    async fn write_oversized(&self, plan: Plan) -> Result<(), WriteError> {
+        let Plan { mut actions, head } = plan;
         if let Some(first) = actions.first_mut() {
             if let Some(put) = first.item.put() {
                 let mut item = put.item().clone();
@@ -749,7 +768,8 @@ impl DynamoViews {
         if !batch.is_empty() {
             self.transact(batch).await?;
         }
-        if let Some((pk, version)) = head {
+        {
+            let (pk, version) = head;
             let update = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(pk, "V".to_owned())))
@@ -949,4 +969,75 @@ fn member_pages(
             .collect(),
         identifiers,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use c360_domain::{Enrichment, GoldenRecord, Profile, RecordInput};
+
+    fn view(records: usize) -> CustomerView {
+        let now = Utc::now();
+        let members = (0..records)
+            .map(|i| {
+                let input: RecordInput = serde_json::from_value(serde_json::json!({
+                    "source": "crm", "source_id": format!("R{i}"), "first_name": "Maria",
+                    "last_name": "Garcia", "email": format!("maria{i}@example.com")
+                }))
+                .expect("input");
+                MemberRecord {
+                    record: Profile::parse(&input).expect("profile"),
+                    first_seen_at: now,
+                    last_changed_at: now,
+                }
+            })
+            .collect();
+        let identifiers = (0..records)
+            .map(|i| IdentifierEntry {
+                kind: IdentifierKind::Email,
+                value: format!("maria{i}@example.com"),
+                records: 1,
+            })
+            .collect();
+        CustomerView {
+            customer_id: CustomerId::from_uuid_simple("0123456789abcdef0123456789abcdef"),
+            resolved_from: None,
+            golden: GoldenRecord::default(),
+            records: members,
+            identifiers,
+            enrichment: Enrichment::default(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn pages_hold_every_record_and_identifier_within_the_size() {
+        let customer = view(40);
+        let (pages, identifiers) = member_pages(&customer, 1_500).expect("pages");
+        assert!(pages.len() > 3, "{} pages", pages.len());
+        let mut records = 0;
+        let mut ids = 0;
+        for (r, i) in &pages {
+            // One entry may exceed the size alone; otherwise pages stay within it.
+            assert!(r.len() + i.len() <= 1_500 + 600, "{}", r.len() + i.len());
+            records += serde_json::from_str::<Vec<MemberRecord>>(r)
+                .expect("records")
+                .len();
+            ids += serde_json::from_str::<Vec<IdentifierEntry>>(i)
+                .expect("ids")
+                .len();
+        }
+        assert_eq!(records, 40);
+        assert_eq!(ids, 40);
+        assert_eq!(identifiers.len(), 40);
+    }
+
+    #[test]
+    fn a_customer_without_records_still_has_one_page() {
+        let (pages, identifiers) = member_pages(&view(0), PAGE_BYTES).expect("pages");
+        assert_eq!(pages, vec![("[]".to_owned(), "[]".to_owned())]);
+        assert!(identifiers.is_empty());
+    }
 }
