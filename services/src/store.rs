@@ -137,7 +137,13 @@ impl Database {
             Engine::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
             Engine::Postgres => None,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = match self.engine {
+            // IMMEDIATE takes SQLite's write lock up front. A deferred transaction reads a
+            // snapshot first and fails with SQLITE_BUSY_SNAPSHOT when a write outside the
+            // writer queue (name counts, enrichment, the view outbox) commits before it writes.
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
+        };
         if self.engine == Engine::Postgres {
             let sql = if bulk {
                 "SELECT pg_advisory_xact_lock($1)"
