@@ -181,8 +181,17 @@ impl RunningServer {
             let _ = stop.send(());
         }
         (&mut self.task).await??;
-        for (stop, task) in self.workers.drain(..) {
-            let _ = stop.send(());
+        // Tell every worker first, then wait: a worker that takes a while to finish its
+        // batch (enrichment) must not delay the others' stop (a bulk job's checkpoint).
+        let tasks: Vec<JoinHandle<()>> = self
+            .workers
+            .drain(..)
+            .map(|(stop, task)| {
+                let _ = stop.send(());
+                task
+            })
+            .collect();
+        for task in tasks {
             let _ = task.await;
         }
         Ok(())

@@ -366,10 +366,9 @@ async fn file_level_errors_store_nothing(engine: Engine) {
 }
 
 async fn an_interrupted_job_resumes_after_a_restart(engine: Engine) {
-    // Small chunks and enough of them that the job is still running when the restart comes
-    // (1,000 rows in chunks of 40 could finish first once SQLite writes got faster).
-    let app = TestApp::spawn_with(engine, |c| c.bulk_chunk_rows = 20).await;
-    let rows = 3000;
+    // Small chunks, and enough of them that the job is still running when the restart comes.
+    let app = TestApp::spawn_with(engine, |c| c.bulk_chunk_rows = 40).await;
+    let rows = 2000;
     let mut body = format!("{HEADER}\n");
     for (_, row) in good_rows(rows, 2) {
         body.push_str(&row);
