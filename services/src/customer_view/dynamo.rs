@@ -59,6 +59,8 @@ const PROJECTED_NAMES: &[(&str, &str)] = &[
     ("#incomplete", "incomplete"),
     ("#identifiers", "identifiers"),
 ];
+/// Customers whose stored state is read at once when planning a write.
+const READ_CONCURRENCY: usize = 16;
 /// Merge redirects a read follows before giving up.
 const MAX_MERGE_HOPS: usize = 4;
 /// Most customers answered for one identifier, as the SQL view does.
@@ -548,10 +550,18 @@ impl DynamoViews {
         states: &[(CustomerId, ViewState)],
         force: bool,
     ) -> Result<usize, WriteError> {
+        // What the table holds for each customer, read concurrently (one Query each).
+        let mut stored: Vec<Stored> = Vec::with_capacity(states.len());
+        for chunk in states.chunks(READ_CONCURRENCY) {
+            let reads: Vec<_> = chunk
+                .iter()
+                .map(|(id, _)| self.stored(id.as_str()))
+                .collect();
+            stored.extend(futures_util::future::try_join_all(reads).await?);
+        }
         let mut plans: Vec<Plan> = Vec::new();
-        for (id, state) in states {
-            let stored = self.stored(id.as_str()).await?;
-            if let Some(plan) = self.plan(id, state, &stored, force)? {
+        for ((id, state), stored) in states.iter().zip(&stored) {
+            if let Some(plan) = self.plan(id, state, stored, force)? {
                 plans.push(plan);
             }
         }

@@ -238,14 +238,17 @@ impl Resolver {
         }
         let ids: Vec<CustomerId> = queued.iter().map(|(id, _)| id.clone()).collect();
         self.write_views(views, &ids, false).await?;
-        let mut conn = self.db.pool().acquire().await?;
+        // One statement per batch; an entry whose seq moved on (changed again meanwhile) stays.
+        let condition = (0..queued.len())
+            .map(|i| format!("(customer_id = ${} AND seq = ${})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!("DELETE FROM view_outbox WHERE {condition}");
+        let mut query = sqlx::query(&sql);
         for (id, seq) in queued {
-            sqlx::query("DELETE FROM view_outbox WHERE customer_id = $1 AND seq = $2")
-                .bind(id.as_str())
-                .bind(seq)
-                .execute(&mut *conn)
-                .await?;
+            query = query.bind(id.as_str()).bind(*seq);
         }
+        query.execute(self.db.pool()).await?;
         Ok(())
     }
 
