@@ -1,6 +1,7 @@
 //! The application layer of c360: the [`Resolver`] that takes records in, resolves them with
 //! `c360-matching` and keeps the identity graph and the single customer view in a store.
 
+mod aws;
 pub mod bulk_load;
 pub mod curation;
 pub mod customer_view;

@@ -368,15 +368,7 @@ async fn health_readiness_metrics_and_swagger_ui(engine: Engine) {
     );
     app.ingest(&json!({"source": "crm", "source_id": "m1"}))
         .await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains(
             r#"c360_http_requests_total{method="POST",route="/v1/records",status="201"} 1"#

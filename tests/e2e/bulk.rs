@@ -32,15 +32,7 @@ async fn an_upload_and_batch_resolution_agree() {
     assert_eq!(status, 202, "{job}");
     let job = finished(&app, &job).await;
     assert_eq!(job["rejected"], 0, "{job}");
-    let export = app
-        .client
-        .get(app.url("/v1/exports/assignments"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let export = app.get_text("/v1/exports/assignments").await;
     let mut uploaded: BTreeMap<String, String> = BTreeMap::new();
     for line in export.lines().skip(1) {
         let mut parts = line.split(',');
@@ -244,15 +236,7 @@ async fn a_csv_with_broken_rows_stores_the_good_ones(engine: Engine) {
     let mut rows = csv.lines();
     assert_eq!(rows.next(), Some("source,source_id,customer_id"));
     assert_eq!(rows.count(), 201);
-    let ndjson = app
-        .client
-        .get(app.url("/v1/exports/customers"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let ndjson = app.get_text("/v1/exports/customers").await;
     let customers: Vec<Value> = ndjson
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

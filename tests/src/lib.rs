@@ -178,17 +178,21 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// A gauge from `/metrics`, e.g. `c360_records`.
-    pub async fn gauge(&self, name: &str) -> i64 {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
+    /// The body of `GET path` as text (exports, metrics).
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
             .send()
             .await
-            .expect("GET /metrics")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
             .text()
             .await
-            .expect("metrics text");
+            .unwrap_or_else(|e| panic!("body of GET {path}: {e}"))
+    }
+
+    /// A gauge from `/metrics`, e.g. `c360_records`.
+    pub async fn gauge(&self, name: &str) -> i64 {
+        let text = self.get_text("/metrics").await;
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::config::{Credentials, Region};
+
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -47,18 +47,6 @@ pub const PAGE_BYTES: usize = 300_000;
 const MAX_TRANSACTION_ITEMS: usize = 100;
 /// Largest payload put into one transaction (DynamoDB's limit is 4 MB).
 const MAX_TRANSACTION_BYTES: usize = 3_500_000;
-/// Placeholders for attribute names in expressions.
-const PROJECTED_NAMES: &[(&str, &str)] = &[
-    ("#pk", "pk"),
-    ("#sk", "sk"),
-    ("#state", "state"),
-    ("#version", "version"),
-    ("#merged_into", "merged_into"),
-    ("#pages", "pages"),
-    ("#customer_id", "customer_id"),
-    ("#incomplete", "incomplete"),
-    ("#identifiers", "identifiers"),
-];
 /// Customers whose stored state is read at once when planning a write.
 const READ_CONCURRENCY: usize = 16;
 /// Merge redirects a read follows before giving up.
@@ -213,16 +201,18 @@ fn key(pk: String, sk: String) -> Item {
 struct Plan {
     actions: Vec<Action>,
     head: (String, i64),
+    /// More than one transaction holds: the customer item is marked incomplete.
+    oversized: bool,
 }
 
 impl Plan {
-    fn fits_one_transaction(&self) -> bool {
-        self.actions.len() <= MAX_TRANSACTION_ITEMS && self.bytes() <= MAX_TRANSACTION_BYTES
-    }
-
     fn bytes(&self) -> usize {
         self.actions.iter().map(|a| a.bytes).sum()
     }
+}
+
+fn built(error: aws_sdk_dynamodb::error::BuildError) -> WriteError {
+    WriteError::Store(error.to_string())
 }
 
 /// One planned write, with the bytes it carries (for the 4 MB transaction limit).
@@ -235,14 +225,9 @@ impl DynamoViews {
     /// Builds the SDK client from the usual AWS configuration and the settings. Throttling
     /// and 5xx answers are retried by the SDK's standard retry (backoff with jitter).
     pub async fn connect(settings: DynamoSettings) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &settings.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some((key, secret)) = &settings.credentials {
-            loader = loader.credentials_provider(Credentials::new(key, secret, None, None, "c360"));
-        }
-        let shared = loader.load().await;
+        let shared =
+            crate::aws::shared_config(settings.region.as_deref(), settings.credentials.as_ref())
+                .await;
         let mut config = aws_sdk_dynamodb::config::Builder::from(&shared)
             .retry_config(
                 RetryConfig::standard()
@@ -297,7 +282,6 @@ impl DynamoViews {
                 .key_type(kind)
                 .build()
         };
-        let built = |e: aws_sdk_dynamodb::error::BuildError| WriteError::Store(e.to_string());
         let created = self
             .client
             .create_table()
@@ -365,13 +349,9 @@ impl DynamoViews {
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take());
             if let Some(projection) = projection {
-                // Attribute names go through placeholders: several are DynamoDB reserved words.
-                query = query.projection_expression(projection);
-                for (placeholder, name) in PROJECTED_NAMES {
-                    if projection.contains(placeholder) {
-                        query = query.expression_attribute_names(*placeholder, *name);
-                    }
-                }
+                query = query
+                    .projection_expression(projection)
+                    .set_expression_attribute_names(Some(placeholder_names(projection)));
             }
             let page = query
                 .send()
@@ -567,7 +547,7 @@ impl DynamoViews {
         }
         let written = plans.len();
         let (fitting, oversized): (Vec<Plan>, Vec<Plan>) =
-            plans.into_iter().partition(Plan::fits_one_transaction);
+            plans.into_iter().partition(|plan| !plan.oversized);
         // Pack whole customers into transactions; a customer too big for one transaction is
         // written over several, its item marked incomplete until the last one lands.
         let mut batch: Vec<TransactWriteItem> = Vec::new();
@@ -593,6 +573,8 @@ impl DynamoViews {
     }
 
     /// The writes that bring one customer from `stored` to `state`; `None`: nothing to do.
+    /// The customer item's conditional put comes first; when everything does not fit one
+    /// transaction, that item is marked `incomplete` (see [`Self::write_oversized`]).
     fn plan(
         &self,
         id: &CustomerId,
@@ -606,54 +588,49 @@ impl DynamoViews {
         if stored.state == "deleted" {
             return Ok(None);
         }
-        let (new_version, head, pages, identifiers): (i64, Item, Vec<Item>, BTreeSet<_>) =
-            match state {
-                ViewState::Active(view) => {
-                    let (pages, identifiers) = member_pages(view, self.page_bytes)?;
-                    let mut head = key(pk.clone(), "V".to_owned());
-                    head.insert("state".into(), s("active"));
-                    head.insert("customer_id".into(), s(id.as_str()));
-                    head.insert("version".into(), n(view.version));
-                    head.insert("golden".into(), s(to_json(&view.golden)?));
-                    head.insert("enrichment".into(), s(to_json(&view.enrichment)?));
-                    head.insert("record_count".into(), n(view.records.len()));
-                    head.insert("pages".into(), n(pages.len()));
-                    head.insert("created_at".into(), s(view.created_at.to_rfc3339()));
-                    head.insert("updated_at".into(), s(view.updated_at.to_rfc3339()));
-                    let pages = pages
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, (records, ids))| {
-                            let mut item = key(pk.clone(), page_sk(i));
-                            item.insert("records".into(), s(records));
-                            item.insert("identifiers".into(), s(ids));
-                            item.insert("version".into(), n(view.version));
-                            item
-                        })
-                        .collect();
-                    (view.version, head, pages, identifiers)
-                }
-                ViewState::Merged { into, version } => {
-                    let mut head = key(pk.clone(), "V".to_owned());
-                    head.insert("state".into(), s("merged"));
-                    head.insert("customer_id".into(), s(id.as_str()));
-                    head.insert("merged_into".into(), s(into.as_str()));
-                    head.insert("version".into(), n(*version));
-                    head.insert("pages".into(), n(0));
-                    (*version, head, Vec::new(), BTreeSet::new())
-                }
-                ViewState::Gone => {
-                    if stored.version.is_none() {
-                        return Ok(None);
-                    }
-                    let mut head = key(pk.clone(), "V".to_owned());
-                    head.insert("state".into(), s("deleted"));
-                    head.insert("customer_id".into(), s(id.as_str()));
-                    head.insert("version".into(), n(i64::MAX));
-                    head.insert("pages".into(), n(0));
-                    (i64::MAX, head, Vec::new(), BTreeSet::new())
-                }
-            };
+        let head = |state: &str, version: i64, pages: usize| {
+            let mut item = key(pk.clone(), "V".to_owned());
+            item.insert("state".into(), s(state));
+            item.insert("customer_id".into(), s(id.as_str()));
+            item.insert("version".into(), n(version));
+            item.insert("pages".into(), n(pages));
+            item
+        };
+        let (new_version, mut head, pages, identifiers) = match state {
+            ViewState::Active(view) => {
+                let (pages, identifiers) = member_pages(view, self.page_bytes)?;
+                let mut head = head("active", view.version, pages.len());
+                head.insert("golden".into(), s(to_json(&view.golden)?));
+                head.insert("enrichment".into(), s(to_json(&view.enrichment)?));
+                head.insert("record_count".into(), n(view.records.len()));
+                head.insert("created_at".into(), s(view.created_at.to_rfc3339()));
+                head.insert("updated_at".into(), s(view.updated_at.to_rfc3339()));
+                let pages: Vec<Item> = pages
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (records, ids))| {
+                        let mut item = key(pk.clone(), page_sk(i));
+                        item.insert("records".into(), s(records));
+                        item.insert("identifiers".into(), s(ids));
+                        item.insert("version".into(), n(view.version));
+                        item
+                    })
+                    .collect();
+                (view.version, head, pages, identifiers)
+            }
+            ViewState::Merged { into, version } => {
+                let mut head = head("merged", *version, 0);
+                head.insert("merged_into".into(), s(into.as_str()));
+                (*version, head, Vec::new(), BTreeSet::new())
+            }
+            ViewState::Gone if stored.version.is_none() => return Ok(None),
+            ViewState::Gone => (
+                i64::MAX,
+                head("deleted", i64::MAX, 0),
+                Vec::new(),
+                BTreeSet::new(),
+            ),
+        };
         let current = stored.version.is_some_and(|v| v >= new_version);
         if current && !force && !stored.incomplete {
             return Ok(None);
@@ -661,61 +638,16 @@ impl DynamoViews {
         // An incomplete item (an oversized write cut short) or a rebuild rewrites every
         // lookup; otherwise only the difference is written.
         let repair = force || stored.incomplete;
-        let mut actions = Vec::new();
-        let built = |e: aws_sdk_dynamodb::error::BuildError| WriteError::Store(e.to_string());
-        let head_bytes = item_bytes(&head);
-        let mut put_head = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(head))
-            .expression_attribute_names("#pk", "pk");
-        put_head = match stored.version {
-            Some(seen) => put_head
-                .condition_expression("attribute_exists(#pk) AND #version = :seen")
-                .expression_attribute_names("#version", "version")
-                .expression_attribute_values(":seen", n(seen)),
-            None => put_head.condition_expression("attribute_not_exists(#pk)"),
-        };
-        actions.push(Action {
-            item: TransactWriteItem::builder()
-                .put(put_head.build().map_err(built)?)
-                .build(),
-            bytes: head_bytes,
-        });
+        let mut rest = Vec::new();
         let page_count = pages.len();
         for page in pages {
-            let bytes = item_bytes(&page);
-            actions.push(Action {
-                item: TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(page))
-                            .build()
-                            .map_err(built)?,
-                    )
-                    .build(),
-                bytes,
-            });
+            rest.push(self.put_action(page)?);
         }
-        let delete = |pk: String, sk: String| -> Result<Action, WriteError> {
-            Ok(Action {
-                item: TransactWriteItem::builder()
-                    .delete(
-                        Delete::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(key(pk, sk)))
-                            .build()
-                            .map_err(built)?,
-                    )
-                    .build(),
-                bytes: 64,
-            })
-        };
         for page in page_count..stored.pages {
-            actions.push(delete(pk.clone(), page_sk(page))?);
+            rest.push(self.delete_action(pk.clone(), page_sk(page))?);
         }
         for (kind, value) in stored.identifiers.difference(&identifiers) {
-            actions.push(delete(lookup_pk(kind, value), pk.clone())?);
+            rest.push(self.delete_action(lookup_pk(kind, value), pk.clone())?);
         }
         for (kind, value) in &identifiers {
             if !repair && stored.identifiers.contains(&(kind.clone(), value.clone())) {
@@ -723,24 +655,62 @@ impl DynamoViews {
             }
             let mut item = key(lookup_pk(kind, value), pk.clone());
             item.insert("customer_id".into(), s(id.as_str()));
-            let bytes = item_bytes(&item);
-            actions.push(Action {
-                item: TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(item))
-                            .build()
-                            .map_err(built)?,
-                    )
-                    .build(),
-                bytes,
-            });
+            rest.push(self.put_action(item)?);
         }
+        let bytes = item_bytes(&head) + rest.iter().map(|a| a.bytes).sum::<usize>();
+        let oversized = 1 + rest.len() > MAX_TRANSACTION_ITEMS || bytes > MAX_TRANSACTION_BYTES;
+        if oversized {
+            head.insert("incomplete".into(), AttributeValue::Bool(true));
+        }
+        let head_bytes = item_bytes(&head);
+        let put_head = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(head))
+            .expression_attribute_names("#pk", "pk");
+        let put_head = match stored.version {
+            Some(seen) => put_head
+                .condition_expression("attribute_exists(#pk) AND #version = :seen")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":seen", n(seen)),
+            None => put_head.condition_expression("attribute_not_exists(#pk)"),
+        };
+        let mut actions = vec![Action {
+            item: TransactWriteItem::builder()
+                .put(put_head.build().map_err(built)?)
+                .build(),
+            bytes: head_bytes,
+        }];
+        actions.extend(rest);
         Ok(Some(Plan {
             actions,
             head: (pk, new_version),
+            oversized,
         }))
+    }
+
+    fn put_action(&self, item: Item) -> Result<Action, WriteError> {
+        let bytes = item_bytes(&item);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(built)?;
+        Ok(Action {
+            item: TransactWriteItem::builder().put(put).build(),
+            bytes,
+        })
+    }
+
+    fn delete_action(&self, pk: String, sk: String) -> Result<Action, WriteError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .build()
+            .map_err(built)?;
+        Ok(Action {
+            item: TransactWriteItem::builder().delete(delete).build(),
+            bytes: 64,
+        })
     }
 
     /// A customer whose writes do not fit one transaction: the first transaction writes its
@@ -748,25 +718,9 @@ impl DynamoViews {
     /// and a last update clears the mark. A reader meanwhile sees the new item; a writer that
     /// finds the mark rewrites every lookup.
     async fn write_oversized(&self, plan: Plan) -> Result<(), WriteError> {
-        let Plan { mut actions, head } = plan;
-        if let Some(first) = actions.first_mut() {
-            if let Some(put) = first.item.put() {
-                let mut item = put.item().clone();
-                item.insert("incomplete".into(), AttributeValue::Bool(true));
-                let rebuilt = Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    .set_condition_expression(put.condition_expression().map(str::to_owned))
-                    .set_expression_attribute_names(put.expression_attribute_names().cloned())
-                    .set_expression_attribute_values(put.expression_attribute_values().cloned())
-                    .build()
-                    .map_err(|e| WriteError::Store(e.to_string()))?;
-                first.item = TransactWriteItem::builder().put(rebuilt).build();
-            }
-        }
         let mut batch = Vec::new();
         let mut bytes = 0;
-        for action in actions {
+        for action in plan.actions {
             if batch.len() == MAX_TRANSACTION_ITEMS || bytes + action.bytes > MAX_TRANSACTION_BYTES
             {
                 self.transact(std::mem::take(&mut batch)).await?;
@@ -778,22 +732,19 @@ impl DynamoViews {
         if !batch.is_empty() {
             self.transact(batch).await?;
         }
-        {
-            let (pk, version) = head;
-            let update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(pk, "V".to_owned())))
-                .update_expression("REMOVE #incomplete")
-                .condition_expression("#version = :v")
-                .expression_attribute_names("#incomplete", "incomplete")
-                .expression_attribute_names("#version", "version")
-                .expression_attribute_values(":v", n(version))
-                .build()
-                .map_err(|e| WriteError::Store(e.to_string()))?;
-            self.transact(vec![TransactWriteItem::builder().update(update).build()])
-                .await?;
-        }
-        Ok(())
+        let (pk, version) = plan.head;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, "V".to_owned())))
+            .update_expression("REMOVE #incomplete")
+            .condition_expression("#version = :v")
+            .expression_attribute_names("#incomplete", "incomplete")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":v", n(version))
+            .build()
+            .map_err(built)?;
+        self.transact(vec![TransactWriteItem::builder().update(update).build()])
+            .await
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), WriteError> {
@@ -839,16 +790,8 @@ impl DynamoViews {
                 .client
                 .scan()
                 .table_name(&self.table)
-                .projection_expression(
-                    "#pk, #sk, #state, #version, #merged_into, #pages, #customer_id",
-                )
-                .set_expression_attribute_names(Some(
-                    PROJECTED_NAMES
-                        .iter()
-                        .filter(|(p, _)| !matches!(*p, "#incomplete" | "#identifiers"))
-                        .map(|(p, n)| ((*p).to_owned(), (*n).to_owned()))
-                        .collect(),
-                ))
+                .projection_expression(SCANNED)
+                .set_expression_attribute_names(Some(placeholder_names(SCANNED)))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -893,20 +836,10 @@ impl DynamoViews {
     /// Deletes items by key, 25 per transaction (cleanup after a rebuild).
     pub(crate) async fn delete_keys(&self, keys: Vec<(String, String)>) -> Result<(), WriteError> {
         for chunk in keys.chunks(25) {
-            let mut items = Vec::with_capacity(chunk.len());
-            for (pk, sk) in chunk {
-                items.push(
-                    TransactWriteItem::builder()
-                        .delete(
-                            Delete::builder()
-                                .table_name(&self.table)
-                                .set_key(Some(key(pk.clone(), sk.clone())))
-                                .build()
-                                .map_err(|e| WriteError::Store(e.to_string()))?,
-                        )
-                        .build(),
-                );
-            }
+            let items = chunk
+                .iter()
+                .map(|(pk, sk)| Ok(self.delete_action(pk.clone(), sk.clone())?.item))
+                .collect::<Result<Vec<_>, WriteError>>()?;
             self.transact(items).await?;
         }
         Ok(())
@@ -923,6 +856,20 @@ impl DynamoViews {
     pub(crate) fn lookup_key(kind: &str, value: &str, id: &str) -> (String, String) {
         (lookup_pk(kind, value), customer_pk(id))
     }
+}
+
+/// The attributes the consistency check and the rebuild read.
+const SCANNED: &str = "#pk, #sk, #state, #version, #merged_into, #pages, #customer_id";
+
+/// `#name -> name` for every placeholder of a projection such as `#pk, #sk`. Attribute names
+/// go through placeholders because several (`state`, `version`...) are DynamoDB reserved
+/// words; DynamoDB refuses names the expression does not use, so exactly these are given.
+fn placeholder_names(projection: &str) -> HashMap<String, String> {
+    projection
+        .split(',')
+        .filter_map(|part| part.trim().strip_prefix('#'))
+        .map(|name| (format!("#{name}"), name.to_owned()))
+        .collect()
 }
 
 /// Rough size of an item (names and string/number values), for the transaction size limit.

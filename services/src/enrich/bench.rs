@@ -22,6 +22,25 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// The memory and point-in-polygon lines of a census index's figures.
+fn index_figures(
+    out: &mut String,
+    rss: Option<(u64, u64)>,
+    rate: f64,
+    hit: f64,
+) -> std::fmt::Result {
+    writeln!(
+        out,
+        "  memory (RSS growth)            {}",
+        mib(rss.map(|(after, before)| after.saturating_sub(before)))
+    )?;
+    writeln!(
+        out,
+        "  PIP lookups, one core          {rate:.0}/s ({:.1}% of points inside)",
+        hit * 100.0
+    )
+}
+
 fn mib(bytes: Option<u64>) -> String {
     bytes.map_or("n/a".to_owned(), |b| {
         format!("{:.1} MiB", b as f64 / 1_048_576.0)
@@ -104,16 +123,7 @@ pub async fn run(records: usize) -> anyhow::Result<String> {
         "  load (GeoJSON + ACS + R-tree)  {:.0} ms",
         load.as_secs_f64() * 1e3
     )?;
-    writeln!(
-        out,
-        "  memory (RSS growth)            {}",
-        mib(after.zip(before).map(|(a, b)| a.saturating_sub(b)))
-    )?;
-    writeln!(
-        out,
-        "  PIP lookups, one core          {rate:.0}/s ({:.1}% of points inside)",
-        hit * 100.0
-    )?;
+    index_figures(&mut out, after.zip(before), rate, hit)?;
 
     // Synthetic national-size index.
     let count = 220_000;
@@ -140,16 +150,7 @@ pub async fn run(records: usize) -> anyhow::Result<String> {
         build.as_secs_f64() * 1e3,
         generated.as_secs_f64() * 1e3
     )?;
-    writeln!(
-        out,
-        "  memory (RSS growth)            {}",
-        mib(after.zip(before).map(|(a, b)| a.saturating_sub(b)))
-    )?;
-    writeln!(
-        out,
-        "  PIP lookups, one core          {rate:.0}/s ({:.1}% of points inside)",
-        hit * 100.0
-    )?;
+    index_figures(&mut out, after.zip(before), rate, hit)?;
     drop(national);
 
     // Offline geocoder: build, throughput and accuracy on customer-written addresses.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_location::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_location::config::retry::RetryConfig;
 use aws_sdk_location::config::timeout::TimeoutConfig;
-use aws_sdk_location::config::{ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
+use aws_sdk_location::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_location::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_location::operation::search_place_index_for_text::SearchPlaceIndexForTextError;
 use c360_domain::{GeoPrecision, Geocode, PostalAddress};
@@ -71,14 +71,9 @@ pub struct LocationGeocoder {
 impl LocationGeocoder {
     /// Builds the SDK client from the usual AWS configuration and the settings.
     pub async fn connect(settings: LocationSettings) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &settings.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some((key, secret)) = &settings.credentials {
-            loader = loader.credentials_provider(Credentials::new(key, secret, None, None, "c360"));
-        }
-        let shared = loader.load().await;
+        let shared =
+            crate::aws::shared_config(settings.region.as_deref(), settings.credentials.as_ref())
+                .await;
         let mut config = aws_sdk_location::config::Builder::from(&shared)
             .retry_config(
                 RetryConfig::standard()
