@@ -7,7 +7,7 @@
 //! the caller's order only to name them.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use crate::compare::Field;
@@ -82,6 +82,22 @@ pub struct BatchStats {
     pub customers: usize,
     /// Customers larger than `max_customer_records`.
     pub oversized_customers: usize,
+    /// Customers holding two records a guard rail says are different people (see
+    /// [`Engine::incoherence`]); with the engine alone none arise, a must-link can make one.
+    pub incoherent_customers: usize,
+    /// Manual must-links applied, and those refused because a cannot-link keeps their
+    /// customers apart.
+    pub must_links: usize,
+    pub must_links_refused: usize,
+}
+
+/// Decisions people made, by record index: `must` pairs are joined before the engine runs
+/// (guard rails do not apply, as with `POST /v1/links` in the service); no customer may hold
+/// both records of a `cannot` pair, which wins over a must-link.
+#[derive(Debug, Clone, Default)]
+pub struct ManualOverrides {
+    pub must: Vec<(u32, u32)>,
+    pub cannot: Vec<(u32, u32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +106,9 @@ pub struct BatchResult {
     pub customer: Vec<u32>,
     /// Pairs in the review band (and pairs a guard rail held back), with their probability.
     pub reviews: Vec<(u32, u32, f64)>,
+    /// Per incoherent customer, the first two of its records a guard rail says are two
+    /// people, and the guard's name.
+    pub incoherent: Vec<(u32, u32, String)>,
     pub stats: BatchStats,
 }
 
@@ -175,6 +194,15 @@ pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -
 
 /// Resolves a set of records into customers.
 pub fn resolve(engine: &Engine, features: &[Features]) -> BatchResult {
+    resolve_with(engine, features, &ManualOverrides::default())
+}
+
+/// Resolves a set of records into customers, honoring decisions people made.
+pub fn resolve_with(
+    engine: &Engine,
+    features: &[Features],
+    overrides: &ManualOverrides,
+) -> BatchResult {
     let config = engine.config();
     let (pairs, distinct_keys, oversized_keys) =
         candidate_pairs(features, config.max_block_size, config.max_fuzzy_block_size);
@@ -231,11 +259,23 @@ pub fn resolve(engine: &Engine, features: &[Features]) -> BatchResult {
             .then_with(|| names(a.1, a.2).cmp(&names(b.1, b.2)))
     });
 
+    let never: HashSet<(u32, u32)> = overrides.cannot_pairs_both_ways().collect();
+    let forbidden = |a: usize, b: usize| never.contains(&(a as u32, b as u32));
     let mut clusters = GuardedClusters::new(features.len());
+    let (mut must_links, mut must_links_refused) = (0, 0);
+    let mut must = overrides.must.clone();
+    // In the order of the records' keys, so that the input order cannot matter.
+    must.sort_by(|a, b| names(a.0, a.1).cmp(&names(b.0, b.1)));
+    for &(i, j) in &must {
+        match clusters.union_unless(i as usize, j as usize, forbidden) {
+            Ok(()) => must_links += 1,
+            Err(_) => must_links_refused += 1,
+        }
+    }
     let mut vetoed = 0;
     for &(_, i, j, names) in &links {
         let merged = clusters.union_unless(i as usize, j as usize, |a, b| {
-            engine.conflict(&features[a], &features[b], names).is_some()
+            forbidden(a, b) || engine.conflict(&features[a], &features[b], names).is_some()
         });
         if merged.is_err() {
             vetoed += 1;
@@ -243,10 +283,28 @@ pub fn resolve(engine: &Engine, features: &[Features]) -> BatchResult {
         }
     }
     let customer = clusters.labels();
-    let mut sizes: HashMap<u32, usize> = HashMap::new();
-    for &c in &customer {
-        *sizes.entry(c).or_default() += 1;
+    let mut members: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (record, &c) in customer.iter().enumerate() {
+        members.entry(c).or_default().push(record as u32);
     }
+    let sizes: HashMap<u32, usize> = members.iter().map(|(&c, m)| (c, m.len())).collect();
+    // With the engine alone no customer holds two people (every merge was checked across
+    // both sides); a must-link, or a customer past the guard-check limit, can make one.
+    let mut groups: Vec<&Vec<u32>> = members.values().filter(|m| m.len() > 1).collect();
+    groups.sort_unstable_by_key(|m| m[0]);
+    let incoherent: Vec<(u32, u32, String)> = parallel_map(&groups, |records| {
+        let of: Vec<&Features> = records
+            .iter()
+            .take(crate::INCOHERENCE_CHECK_LIMIT)
+            .map(|&r| &features[r as usize])
+            .collect();
+        engine
+            .incoherence(&of)
+            .map(|x| (records[x.first], records[x.second], x.guard))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     BatchResult {
         stats: BatchStats {
             records: features.len(),
@@ -261,9 +319,20 @@ pub fn resolve(engine: &Engine, features: &[Features]) -> BatchResult {
                 .values()
                 .filter(|&&s| s > config.max_customer_records)
                 .count(),
+            incoherent_customers: incoherent.len(),
+            must_links,
+            must_links_refused,
         },
         customer,
         reviews,
+        incoherent,
+    }
+}
+
+impl ManualOverrides {
+    /// Both orders of every cannot-link pair.
+    fn cannot_pairs_both_ways(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.cannot.iter().flat_map(|&(a, b)| [(a, b), (b, a)])
     }
 }
 
@@ -323,5 +392,40 @@ mod tests {
                 assert_eq!(same_forward, same_backward, "records {i} and {j}");
             }
         }
+    }
+
+    #[test]
+    fn manual_links_override_the_engine() {
+        let engine = Engine::shipped();
+        let records = features(&people());
+        let plain = resolve(&engine, &records);
+        assert_eq!(plain.stats.incoherent_customers, 0);
+
+        // A person says Alice (4) is Robert (0), and that Bob (1) is not Bobby (2).
+        let overrides = ManualOverrides {
+            must: vec![(4, 0)],
+            cannot: vec![(1, 2)],
+        };
+        let result = resolve_with(&engine, &records, &overrides);
+        let c = &result.customer;
+        assert_eq!(c[4], c[0], "must-link joins what the engine keeps apart");
+        assert_ne!(c[1], c[2], "cannot-link splits what the engine joins");
+        assert!(c[0] == c[1] || c[0] == c[2], "the rest still links");
+        assert_eq!(result.stats.must_links, 1);
+        assert_eq!(result.stats.incoherent_customers, 1);
+        let (a, b, guard) = &result.incoherent[0];
+        assert_eq!(c[*a as usize], c[0]);
+        assert_eq!(c[*b as usize], c[0]);
+        assert_eq!(guard, "different_first_name_and_birth_date");
+
+        // A cannot-link wins over a must-link between the same customers.
+        let conflicting = ManualOverrides {
+            must: vec![(4, 0)],
+            cannot: vec![(0, 4)],
+        };
+        let result = resolve_with(&engine, &records, &conflicting);
+        assert_ne!(result.customer[4], result.customer[0]);
+        assert_eq!(result.stats.must_links_refused, 1);
+        assert_eq!(result.stats.incoherent_customers, 0);
     }
 }

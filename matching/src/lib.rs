@@ -64,6 +64,19 @@ pub struct PairDecision {
     pub verdict: Verdict,
 }
 
+/// How many members of a customer [`Engine::incoherence`] checks against each other.
+pub const INCOHERENCE_CHECK_LIMIT: usize = 64;
+
+/// Two members of one customer that a guard rail says are different people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoherence {
+    /// Positions of the two members in the slice checked.
+    pub first: usize,
+    pub second: usize,
+    /// The guard rail's name.
+    pub guard: String,
+}
+
 /// The matching engine: a model, rules and guard rails.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -153,6 +166,25 @@ impl Engine {
         guard.map(|g| g.name.clone())
     }
 
+    /// The first pair of members of one customer that a guard rail says are two people, if
+    /// any: a customer can hold such a pair when a person linked it by hand (`must_link`), or
+    /// when records arrived in an order that chained past a guard. Only guards checked across
+    /// customers apply, as on a merge; the first [`INCOHERENCE_CHECK_LIMIT`] members are
+    /// checked, so the cost stays bounded for a customer grown far too large (which the
+    /// large-customer report shows anyway).
+    pub fn incoherence(&self, members: &[&Features]) -> Option<Incoherence> {
+        let checked = &members[..members.len().min(INCOHERENCE_CHECK_LIMIT)];
+        checked.iter().enumerate().find_map(|(i, a)| {
+            checked[i + 1..].iter().enumerate().find_map(|(k, b)| {
+                self.conflict(a, b, true).map(|guard| Incoherence {
+                    first: i,
+                    second: i + 1 + k,
+                    guard,
+                })
+            })
+        })
+    }
+
     /// The evidence of a decision, as stored on an edge and shown to people.
     pub fn evidence(&self, decision: &PairDecision) -> LinkEvidence {
         let fields: Vec<FieldEvidence> = Field::ALL
@@ -230,5 +262,27 @@ mod tests {
             decision.guard.as_deref(),
             Some("different_first_name_and_birth_date")
         );
+    }
+
+    #[test]
+    fn a_customer_holding_two_people_is_incoherent() {
+        let engine = Engine::shipped();
+        let record = |id: &str, first: &str, dob: &str| {
+            features(serde_json::json!({"source": "crm", "source_id": id, "first_name": first,
+                "last_name": "Lopez", "date_of_birth": dob, "postal_code": "10001"}))
+        };
+        let maria = record("1", "Maria", "1970-03-02");
+        let mary = record("2", "Mary", "1970-03-02");
+        let sofia = record("3", "Sofia", "2001-09-14");
+        assert_eq!(engine.incoherence(&[&maria, &mary]), None);
+        assert_eq!(
+            engine.incoherence(&[&maria, &mary, &sofia]),
+            Some(Incoherence {
+                first: 0,
+                second: 2,
+                guard: "different_first_name_and_birth_date".to_owned()
+            })
+        );
+        assert_eq!(engine.incoherence(&[]), None);
     }
 }

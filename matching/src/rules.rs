@@ -1,5 +1,5 @@
 //! Deterministic rules and guard rails, as data: each is a set of conditions on comparison
-//! levels ("email exact and first name exact, nickname, close, fuzzy or missing"). Rules link
+//! levels ("email exact and first name exact, nickname, close or missing"). Rules link
 //! before any scoring; guard rails veto a link, even one a rule made.
 
 use std::collections::BTreeMap;
@@ -192,6 +192,21 @@ mod tests {
         assert!(config.rule(&family_email).is_none());
         let anonymous = comparison(&[(Field::DeviceId, "exact")]);
         assert_eq!(config.rule(&anonymous).unwrap().name, "same_device_id");
+        // Mary and Mark on one family mailbox are two people: a merely similar first name
+        // (fuzzy) is not compatible.
+        let similar_names = comparison(&[(Field::Email, "exact"), (Field::FirstName, "fuzzy")]);
+        assert!(config.rule(&similar_names).is_none());
+        let receipt_by_phone = comparison(&[(Field::Phone, "exact")]);
+        assert_eq!(
+            config.rule(&receipt_by_phone).unwrap().name,
+            "same_phone_anonymous"
+        );
+        let named_on_landline = comparison(&[
+            (Field::Phone, "exact"),
+            (Field::FirstName, "exact"),
+            (Field::LastName, "different"),
+        ]);
+        assert!(config.rule(&named_on_landline).is_none());
 
         let household = comparison(&[
             (Field::FirstName, "different"),
