@@ -54,6 +54,10 @@ pub fn router(state: AppState, config: &ServeConfig) -> Router {
             "/v1/reports/large-customers",
             get(curation::large_customers),
         )
+        .route(
+            "/v1/reports/incoherent-customers",
+            get(curation::incoherent_customers),
+        )
         .route("/v1/geocode", post(enrichment::geocode))
         .route(
             "/v1/census/blockgroups/{geoid}",
@@ -65,6 +69,7 @@ pub fn router(state: AppState, config: &ServeConfig) -> Router {
         .route("/v1/jobs/{job_id}/errors", get(bulk::job_errors))
         .route("/v1/exports/assignments", get(bulk::export_assignments))
         .route("/v1/exports/customers", get(bulk::export_customers))
+        .route("/v1/exports/manual-links", get(bulk::export_manual_links))
         .route_layer(middleware::from_fn_with_state(
             config.api_keys.clone(),
             require_key,

@@ -214,7 +214,7 @@ pub fn generate(records: usize, seed: u64, output: &Path, truth: &Path) -> anyho
 pub fn print_batch_stats(result: &BatchResult, seconds: f64) {
     let s = &result.stats;
     eprintln!(
-        "{} records in {:.2}s ({:.0} records/s): {} keys ({} oversized, skipped), {} candidate pairs ({:.1} per record), {} links, {} vetoed by guard rails, {} for review, {} customers",
+        "{} records in {:.2}s ({:.0} records/s): {} keys ({} oversized, skipped), {} candidate pairs ({:.1} per record), {} links, {} vetoed by guard rails, {} for review, {} customers ({} incoherent)",
         s.records,
         seconds,
         s.records as f64 / seconds.max(1e-9),
@@ -225,7 +225,8 @@ pub fn print_batch_stats(result: &BatchResult, seconds: f64) {
         s.matched_pairs,
         s.vetoed_links,
         s.review_pairs,
-        s.customers
+        s.customers,
+        s.incoherent_customers
     );
 }
 
@@ -604,15 +605,105 @@ pub async fn resolve_into_store(
     Ok(())
 }
 
+/// One line of a manual-links file.
+#[derive(Debug, serde::Deserialize)]
+struct ManualLinkRow {
+    kind: String,
+    a_source: String,
+    a_source_id: String,
+    b_source: String,
+    b_source_id: String,
+}
+
+/// Reads manual links (the `GET /v1/exports/manual-links` CSV) as record-index pairs. A link
+/// naming a record the input does not hold is skipped and counted: the input may be a part
+/// of what the service stores.
+pub fn load_manual_links(
+    path: &Path,
+    keys: &[(String, String)],
+) -> anyhow::Result<batch::ManualOverrides> {
+    let index: HashMap<(&str, &str), u32> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (s, id))| ((s.as_str(), id.as_str()), i as u32))
+        .collect();
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut overrides = batch::ManualOverrides::default();
+    let mut elsewhere = 0;
+    for (n, row) in reader.deserialize::<ManualLinkRow>().enumerate() {
+        // Line numbers count the header as line 1.
+        let line = n + 2;
+        let row = row.with_context(|| format!("{}, line {line}", path.display()))?;
+        let pair = index
+            .get(&(row.a_source.as_str(), row.a_source_id.as_str()))
+            .zip(index.get(&(row.b_source.as_str(), row.b_source_id.as_str())));
+        let target = match row.kind.as_str() {
+            "must_link" => &mut overrides.must,
+            "cannot_link" => &mut overrides.cannot,
+            other => anyhow::bail!(
+                "{}, line {line}: column `kind`: `{other}` is neither must_link nor cannot_link",
+                path.display()
+            ),
+        };
+        match pair {
+            Some((&a, &b)) => target.push((a, b)),
+            None => elsewhere += 1,
+        }
+    }
+    eprintln!(
+        "manual links: {} must_link, {} cannot_link; {elsewhere} name records not in the input (skipped)",
+        overrides.must.len(),
+        overrides.cannot.len()
+    );
+    Ok(overrides)
+}
+
+/// Reports customers that hold two records a guard rail says are different people (made so by
+/// a must-link), and must-links a cannot-link refused.
+fn print_incoherent(result: &BatchResult, keys: &[(String, String)]) {
+    let s = &result.stats;
+    if s.must_links + s.must_links_refused > 0 {
+        eprintln!(
+            "{} must-links applied, {} refused (a cannot-link keeps their customers apart)",
+            s.must_links, s.must_links_refused
+        );
+    }
+    if s.incoherent_customers == 0 {
+        return;
+    }
+    eprintln!(
+        "{} customers hold records a guard rail says are different people; the first ones:",
+        s.incoherent_customers
+    );
+    let key = |i: u32| {
+        let (source, id) = &keys[i as usize];
+        format!("{source}/{id}")
+    };
+    for (a, b, guard) in result.incoherent.iter().take(10) {
+        eprintln!("  {} and {}: {guard}", key(*a), key(*b));
+    }
+}
+
 /// `c360 resolve`: resolves a whole file in memory on all cores and writes
 /// `source,source_id,customer_id` for every record.
-pub fn resolve(input: &Path, output: &Path, engine: &EngineArgs) -> anyhow::Result<()> {
+pub fn resolve(
+    input: &Path,
+    output: &Path,
+    links: Option<&Path>,
+    engine: &EngineArgs,
+) -> anyhow::Result<()> {
     let engine = engine.engine()?;
     let started = Instant::now();
     let loaded = load_features(input)?;
+    let overrides = match links {
+        Some(path) => load_manual_links(path, &loaded.keys)?,
+        None => batch::ManualOverrides::default(),
+    };
     let resolving = Instant::now();
-    let result = batch::resolve(&engine, &loaded.features);
+    let result = batch::resolve_with(&engine, &loaded.features, &overrides);
     print_batch_stats(&result, resolving.elapsed().as_secs_f64());
+    print_incoherent(&result, &loaded.keys);
     let mut writer = csv::WriterBuilder::new()
         .buffer_capacity(1 << 20)
         .from_path(output)

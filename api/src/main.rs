@@ -65,6 +65,11 @@ enum Command {
         /// Where to write the assignments (CSV).
         #[arg(long)]
         output: PathBuf,
+        /// Manual links to honor: CSV `kind,a_source,a_source_id,b_source,b_source_id` with
+        /// `kind` must_link or cannot_link, as `GET /v1/exports/manual-links` writes them.
+        /// (With `--store`, the store's own manual links apply.)
+        #[arg(long, conflicts_with = "store")]
+        links: Option<PathBuf>,
         /// Also write the records into the store at DATABASE_URL (resolved against what is
         /// stored there, in chunks, as a bulk upload is), so that the service serves them; the
         /// assignments written are then the stored customer ids.
@@ -180,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
             database,
             customer_view,
             engine,
+            ..
         } => {
             telemetry::init(LogFormat::Text);
             let db = server::open_database(&database).await?;
@@ -188,9 +194,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Resolve {
             input,
             output,
+            links,
             engine,
             ..
-        } => cli::resolve(&input, &output, &engine)?,
+        } => cli::resolve(&input, &output, links.as_deref(), &engine)?,
         Command::Gen {
             records,
             seed,

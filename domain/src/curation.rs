@@ -176,3 +176,24 @@ pub struct CustomerSummary {
     pub records: i64,
     pub updated_at: DateTime<Utc>,
 }
+
+/// Two records of one customer that a guard rail says are different people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Incoherence {
+    pub a: RecordKey,
+    pub b: RecordKey,
+    /// The guard rail, e.g. `different_first_name_and_birth_date`.
+    #[schema(example = "different_first_name_and_birth_date")]
+    pub guard: String,
+}
+
+/// A customer that holds two people by the guard rails: usually a must-link made by hand that
+/// the evidence contradicts, or links that chained past a guard. Its graph shows how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IncoherentCustomer {
+    pub customer_id: CustomerId,
+    pub records: i64,
+    /// The first conflicting pair found.
+    pub conflict: Incoherence,
+    pub updated_at: DateTime<Utc>,
+}

@@ -16,8 +16,9 @@ pub mod record;
 pub mod values;
 
 pub use curation::{
-    CustomerGraph, CustomerSummary, GraphEdge, GraphNode, ManualLink, ManualLinkKind,
-    MatchCandidate, MatchResult, MatchVerdict, ReviewItem, ReviewStatus,
+    CustomerGraph, CustomerSummary, GraphEdge, GraphNode, Incoherence, IncoherentCustomer,
+    ManualLink, ManualLinkKind, MatchCandidate, MatchResult, MatchVerdict, ReviewItem,
+    ReviewStatus,
 };
 pub use customer::{
     CustomerView, Enrichment, ExportedCustomer, FieldEvidence, GoldenAddress, GoldenRecord,

@@ -268,8 +268,10 @@ mod tests {
     fn a_customer_holding_two_people_is_incoherent() {
         let engine = Engine::shipped();
         let record = |id: &str, first: &str, dob: &str| {
-            features(serde_json::json!({"source": "crm", "source_id": id, "first_name": first,
-                "last_name": "Lopez", "date_of_birth": dob, "postal_code": "10001"}))
+            features(
+                serde_json::json!({"source": "crm", "source_id": id, "first_name": first,
+                "last_name": "Lopez", "date_of_birth": dob, "postal_code": "10001"}),
+            )
         };
         let maria = record("1", "Maria", "1970-03-02");
         let mary = record("2", "Mary", "1970-03-02");

@@ -259,7 +259,7 @@ impl Resolver {
         insert_edges(conn, &written_links, now).await?;
         let inserted = started.elapsed();
         for customer in &grown {
-            refresh_customer(conn, customer, self.survivorship(), self.max_records(), now).await?;
+            refresh_customer(conn, customer, &self.engine, now).await?;
         }
         for (i, items) in &reviews {
             crate::curation::write_reviews(conn, &keys[*i], items, now).await?;

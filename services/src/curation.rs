@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 
 use c360_domain::{
-    CustomerGraph, CustomerId, CustomerSummary, GraphEdge, GraphNode, LinkEvidence, ManualLink,
-    ManualLinkKind, MatchCandidate, MatchResult, MatchVerdict, Profile, RecordKey, ReviewItem,
-    ReviewStatus,
+    CustomerGraph, CustomerId, CustomerSummary, GraphEdge, GraphNode, IncoherentCustomer,
+    LinkEvidence, ManualLink, ManualLinkKind, MatchCandidate, MatchResult, MatchVerdict, Profile,
+    RecordKey, ReviewItem, ReviewStatus,
 };
 use c360_matching::{blocking, Features, Verdict};
 use sqlx::{AnyConnection, Row};
@@ -164,6 +164,34 @@ impl Resolver {
                     customer_id: crate::resolver::parse_customer_id(&row.try_get::<String, _>(0)?)?,
                     records: row.try_get(1)?,
                     updated_at: to_time(row.try_get(2)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Customers holding two records a guard rail says are different people, most recently
+    /// changed first.
+    pub async fn incoherent_customers(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<IncoherentCustomer>, ServiceError> {
+        let rows = sqlx::query(
+            "SELECT id, record_count, updated_at, incoherence FROM customers \
+             WHERE incoherence IS NOT NULL AND merged_into IS NULL \
+             ORDER BY updated_at DESC, id LIMIT $1",
+        )
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let conflict: String = row.try_get(3)?;
+                Ok(IncoherentCustomer {
+                    customer_id: crate::resolver::parse_customer_id(&row.try_get::<String, _>(0)?)?,
+                    records: row.try_get(1)?,
+                    updated_at: to_time(row.try_get(2)?),
+                    conflict: serde_json::from_str(&conflict)
+                        .map_err(|e| StoreError::Corrupt(format!("customer incoherence: {e}")))?,
                 })
             })
             .collect()
@@ -330,14 +358,7 @@ impl Resolver {
                 if let (Some(survivor), Some(_)) = (ids.next(), customers.iter().nth(1)) {
                     let absorbed: Vec<CustomerId> = ids.cloned().collect();
                     absorb(&mut write.tx, &absorbed, survivor, now).await?;
-                    refresh_customer(
-                        &mut write.tx,
-                        survivor,
-                        self.survivorship(),
-                        self.max_records(),
-                        now,
-                    )
-                    .await?;
+                    refresh_customer(&mut write.tx, survivor, &self.engine, now).await?;
                 }
                 set_review_status(&mut write.tx, &x, &y, ReviewStatus::Accepted, now).await?;
             }
@@ -419,6 +440,18 @@ impl Resolver {
             .bind(record.map_or("", |r| r.source_id.as_str()))
             .fetch_all(&mut *conn)
             .await?;
+        Ok(rows.iter().map(manual_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Every manual link in force (not undone), oldest first: the decisions a batch run
+    /// (`c360 resolve --links`) must honor. People make these by hand, so they are few enough
+    /// to read at once.
+    pub async fn active_manual_links(&self) -> Result<Vec<ManualLink>, ServiceError> {
+        let sql = format!(
+            "SELECT {MANUAL_COLUMNS} FROM manual_links WHERE undone_at IS NULL \
+             ORDER BY created_at, id"
+        );
+        let rows = sqlx::query(&sql).fetch_all(self.db.pool()).await?;
         Ok(rows.iter().map(manual_from_row).collect::<Result<_, _>>()?)
     }
 

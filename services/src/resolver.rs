@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use c360_domain::{
     CustomerId, CustomerView, Enrichment, EnrichmentStatus, GoldenRecord, IdentifierEntry,
-    IdentifierKind, IngestOutcome, IngestResult, LinkEvidence, MemberRecord, Profile, RecordKey,
-    RecordView, SourceId, SourceName,
+    IdentifierKind, Incoherence, IngestOutcome, IngestResult, LinkEvidence, MemberRecord, Profile,
+    RecordKey, RecordView, SourceId, SourceName,
 };
 use c360_matching::compare::{Field, MISSING};
 use c360_matching::model::{Population, UnknownPopulation};
@@ -206,10 +206,6 @@ impl Resolver {
         (config.max_block_size, config.max_fuzzy_block_size)
     }
 
-    pub(crate) fn max_records(&self) -> usize {
-        self.engine.config().max_customer_records
-    }
-
     pub(crate) fn survivorship(&self) -> &SurvivorshipConfig {
         &self.engine.config().survivorship
     }
@@ -373,14 +369,7 @@ impl Resolver {
         if !absorbed.is_empty() {
             absorb(&mut write.tx, &absorbed, &customer_id, now).await?;
         }
-        refresh_customer(
-            &mut write.tx,
-            &customer_id,
-            self.survivorship(),
-            self.max_records(),
-            now,
-        )
-        .await?;
+        refresh_customer(&mut write.tx, &customer_id, &self.engine, now).await?;
         Ok(IngestResult {
             record: key,
             customer_id,
@@ -763,14 +752,11 @@ impl Resolver {
                 assignment.insert(members[i].profile.key(), id.clone());
             }
             move_records(&mut write.tx, &moved, &id).await?;
-            refresh_customer(
-                &mut write.tx,
-                &id,
-                self.survivorship(),
-                self.max_records(),
-                now,
-            )
-            .await?;
+        }
+        // Golden records once every record is where it belongs: refreshing a component's
+        // customer before a later component moved its records out would count them still.
+        for id in &taken {
+            refresh_customer(&mut write.tx, id, &self.engine, now).await?;
         }
 
         // Ids that no component kept: absorbed into the component that took most of their
@@ -1443,7 +1429,7 @@ pub(crate) async fn absorb(
 
     let list = placeholders(3, absorbed.len());
     let sql = format!(
-        "UPDATE customers SET merged_into = $1, golden = '{{}}', record_count = 0, \
+        "UPDATE customers SET merged_into = $1, golden = '{{}}', record_count = 0, incoherence = NULL, \
          enrichment = NULL, enrichment_key = NULL, enrichment_pending = 0, \
          blockgroup_geoid = NULL, version = version + 1, updated_at = $2 WHERE id IN ({list}) OR merged_into IN ({list})"
     );
@@ -1455,15 +1441,16 @@ pub(crate) async fn absorb(
     Ok(())
 }
 
-/// Recomputes a customer's golden record and record count, and bumps its version.
+/// Recomputes a customer's golden record, record count and coherence (whether it holds two
+/// records a guard rail says are different people), and bumps its version.
 pub(crate) async fn refresh_customer(
     conn: &mut AnyConnection,
     id: &CustomerId,
-    rules: &SurvivorshipConfig,
-    max_records: usize,
+    engine: &Engine,
     now: i64,
 ) -> Result<(), StoreError> {
     let members = member_records(conn, id).await?;
+    let max_records = engine.config().max_customer_records;
     if members.len() > max_records {
         tracing::warn!(
             customer_id = %id,
@@ -1471,6 +1458,15 @@ pub(crate) async fn refresh_customer(
             "customer larger than max_customer_records: see GET /v1/reports/large-customers"
         );
     }
+    let incoherence = incoherence_of(engine, &members);
+    if let Some(found) = &incoherence {
+        tracing::warn!(
+            customer_id = %id,
+            guard = %found.guard,
+            "customer holds records a guard rail says are different people: see GET /v1/reports/incoherent-customers"
+        );
+    }
+    let rules = &engine.config().survivorship;
     let golden = survivorship::golden_record(&members, rules);
     // Enrichment follows the golden address: a new key makes the customer pending (and drops
     // the old enrichment); the same key keeps what is there. SET reads the old row values.
@@ -1480,7 +1476,7 @@ pub(crate) async fn refresh_customer(
         .and_then(|a| crate::enrich::address_key(&a.value));
     sqlx::query(
         "UPDATE customers SET golden = $1, record_count = $2, version = version + 1, \
-         updated_at = $3, merged_into = NULL, \
+         updated_at = $3, merged_into = NULL, incoherence = $6, \
          enrichment_pending = CASE WHEN enrichment_key IS NOT DISTINCT FROM CAST($5 AS TEXT) \
            THEN enrichment_pending WHEN CAST($5 AS TEXT) IS NULL THEN 0 ELSE 1 END, \
          enrichment = CASE WHEN enrichment_key IS NOT DISTINCT FROM CAST($5 AS TEXT) \
@@ -1495,9 +1491,28 @@ pub(crate) async fn refresh_customer(
     .bind(now)
     .bind(id.as_str())
     .bind(address_key)
+    .bind(incoherence.as_ref().map(to_json).transpose()?)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// The first two members a guard rail says are different people, if any.
+fn incoherence_of(engine: &Engine, members: &[MemberRecord]) -> Option<Incoherence> {
+    if members.len() < 2 {
+        return None;
+    }
+    let features: Vec<Features> = members
+        .iter()
+        .take(c360_matching::INCOHERENCE_CHECK_LIMIT)
+        .map(|m| Features::of(&m.record))
+        .collect();
+    let found = engine.incoherence(&features.iter().collect::<Vec<_>>())?;
+    Some(Incoherence {
+        a: members[found.first].record.key(),
+        b: members[found.second].record.key(),
+        guard: found.guard,
+    })
 }
 
 async fn member_records(

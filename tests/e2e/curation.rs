@@ -7,6 +7,7 @@ on_both_engines!(
     guard_rails_keep_twins_apart_until_a_person_accepts,
     cannot_link_splits_and_undo_reunites,
     must_link_merges_and_undo_splits,
+    a_must_link_against_the_evidence_is_reported_and_honored_in_batch,
     graph_and_match_explain_decisions,
     household_members_sharing_an_email_stay_apart,
 );
@@ -193,6 +194,129 @@ async fn must_link_merges_and_undo_splits(engine: Engine) {
     }))
     .await;
     assert_eq!(status, 422);
+    app.stop().await;
+}
+
+/// A must-link joining two people the guard rails tell apart makes an incoherent customer: the
+/// report names it and the conflicting pair until the link is undone. The manual links export
+/// feeds `c360 resolve --links`, which honors both kinds in a batch run.
+async fn a_must_link_against_the_evidence_is_reported_and_honored_in_batch(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let records = [
+        json!({"source": "crm", "source_id": "m", "first_name": "Maria", "last_name": "Lopez",
+            "date_of_birth": "1970-03-02", "postal_code": "10001"}),
+        json!({"source": "web", "source_id": "s", "first_name": "Sofia", "last_name": "Lopez",
+            "date_of_birth": "2001-09-14", "postal_code": "10001"}),
+        json!({"source": "crm", "source_id": "r", "first_name": "Robert", "last_name": "Smith",
+            "date_of_birth": "1984-07-12", "email": "bob@example.com"}),
+        json!({"source": "web", "source_id": "b", "first_name": "Bob", "last_name": "Smith",
+            "date_of_birth": "1984-07-12", "email": "bob@example.com"}),
+    ];
+    for record in &records {
+        assert_eq!(app.ingest(record).await.0, 201);
+    }
+    let (_, report) = app.get_json("/v1/reports/incoherent-customers").await;
+    assert_eq!(
+        report["customers"],
+        json!([]),
+        "the engine made no such customer"
+    );
+
+    let (status, must) = post(&app, "/v1/links", &json!({
+        "kind": "must_link", "a": {"source": "crm", "source_id": "m"}, "b": {"source": "web", "source_id": "s"}
+    }))
+    .await;
+    assert_eq!(status, 201, "{must}");
+    let (status, cannot) = post(&app, "/v1/links", &json!({
+        "kind": "cannot_link", "a": {"source": "crm", "source_id": "r"}, "b": {"source": "web", "source_id": "b"}
+    }))
+    .await;
+    assert_eq!(status, 201, "{cannot}");
+    let (_, maria) = app.get_json("/v1/records/crm/m").await;
+    let (status, report) = app.get_json("/v1/reports/incoherent-customers").await;
+    assert_eq!(status, 200, "{report}");
+    let listed = report["customers"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{report}");
+    assert_eq!(listed[0]["customer_id"], maria["customer_id"]);
+    assert_eq!(listed[0]["records"], 2);
+    assert_eq!(
+        listed[0]["conflict"]["guard"],
+        "different_first_name_and_birth_date"
+    );
+    let pair = [&listed[0]["conflict"]["a"], &listed[0]["conflict"]["b"]];
+    assert!(
+        pair.contains(&&json!({"source": "crm", "source_id": "m"}))
+            && pair.contains(&&json!({"source": "web", "source_id": "s"})),
+        "{report}"
+    );
+
+    // The export lists both links in force; a batch run over the same records honors them.
+    let exported = app.get_text("/v1/exports/manual-links").await;
+    let mut lines: Vec<&str> = exported.lines().collect();
+    assert_eq!(
+        lines.remove(0),
+        "kind,a_source,a_source_id,b_source,b_source_id,id"
+    );
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            format!("cannot_link,crm,r,web,b,{}", cannot["id"].as_str().unwrap()),
+            format!("must_link,crm,m,web,s,{}", must["id"].as_str().unwrap()),
+        ]
+    );
+    let dir = std::env::temp_dir().join(format!("c360-links-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (input, links, output) = (
+        dir.join("records.ndjson"),
+        dir.join("links.csv"),
+        dir.join("assignments.csv"),
+    );
+    let ndjson: Vec<String> = records.iter().map(Value::to_string).collect();
+    std::fs::write(&input, ndjson.join("\n")).unwrap();
+    std::fs::write(&links, &exported).unwrap();
+    let customer_of = |with_links: bool| {
+        c360_api::cli::resolve(
+            &input,
+            &output,
+            with_links.then_some(links.as_path()),
+            &c360_api::cli::EngineArgs::default(),
+        )
+        .unwrap();
+        let written = std::fs::read_to_string(&output).unwrap();
+        written
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let (record, customer) = line.rsplit_once(',').unwrap();
+                (record.to_owned(), customer.to_owned())
+            })
+            .collect::<std::collections::HashMap<String, String>>()
+    };
+    let engine_only = customer_of(false);
+    assert_ne!(engine_only["crm,m"], engine_only["web,s"]);
+    assert_eq!(engine_only["crm,r"], engine_only["web,b"]);
+    let honored = customer_of(true);
+    assert_eq!(honored["crm,m"], honored["web,s"], "must_link honored");
+    assert_ne!(honored["crm,r"], honored["web,b"], "cannot_link honored");
+    std::fs::remove_dir_all(&dir).ok();
+
+    let (status, _) = delete(&app, &format!("/v1/links/{}", must["id"].as_str().unwrap())).await;
+    assert_eq!(status, 200);
+    let (_, m) = app.get_json("/v1/records/crm/m").await;
+    let (_, sofia) = app.get_json("/v1/records/web/s").await;
+    assert_ne!(m["customer_id"], sofia["customer_id"], "split again");
+    // The customer that kept its id no longer counts or shows the record that left it.
+    let (_, kept) = app
+        .get_json(&format!(
+            "/v1/customers/{}",
+            m["customer_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(kept["records"].as_array().unwrap().len(), 1, "{kept}");
+    assert_eq!(kept["golden"]["first_name"]["value"], "Maria", "{kept}");
+    let (_, report) = app.get_json("/v1/reports/incoherent-customers").await;
+    assert_eq!(report["customers"], json!([]), "coherent again: {report}");
     app.stop().await;
 }
 

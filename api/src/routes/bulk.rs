@@ -338,6 +338,62 @@ pub async fn export_assignments(
     )
 }
 
+/// Every manual link in force, as CSV `kind,a_source,a_source_id,b_source,b_source_id,id`:
+/// the decisions people made, for `c360 resolve --links` to honor in a batch run.
+#[utoipa::path(
+    get,
+    path = "/v1/exports/manual-links",
+    tag = "bulk",
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "CSV with a header row", content_type = "text/csv", body = String),
+        (status = 400, description = "Unknown query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn export_manual_links(
+    State(state): State<AppState>,
+    QueryParams(_query): QueryParams<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let links = state.resolver.active_manual_links().await?;
+    let mut out = csv::Writer::from_writer(Vec::with_capacity(64 * (links.len() + 1)));
+    let header = [
+        "kind",
+        "a_source",
+        "a_source_id",
+        "b_source",
+        "b_source_id",
+        "id",
+    ];
+    let write = |out: &mut csv::Writer<Vec<u8>>| -> Result<(), csv::Error> {
+        out.write_record(header)?;
+        for link in &links {
+            out.write_record([
+                link.kind.as_str(),
+                link.a.source.as_str(),
+                link.a.source_id.as_str(),
+                link.b.source.as_str(),
+                link.b.source_id.as_str(),
+                link.id.as_str(),
+            ])?;
+        }
+        Ok(())
+    };
+    // Writing CSV into memory fails only on a bug; logged, the client gets a 500.
+    let failed = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "manual links export failed");
+        ApiError::Internal
+    };
+    write(&mut out).map_err(|e| failed(&e))?;
+    let bytes = out.into_inner().map_err(|e| failed(&e))?;
+    Ok(streamed(
+        "text/csv; charset=utf-8",
+        "manual-links.csv",
+        Body::from(bytes),
+    ))
+}
+
 /// Every current customer's golden record with its enrichment, as NDJSON, streamed.
 #[utoipa::path(
     get,

@@ -351,3 +351,43 @@ pub async fn large_customers(
         .await?;
     Ok(Json(CustomerSummaryList { customers }))
 }
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct IncoherentCustomerQuery {
+    /// At most this many customers (1-1000, default 100).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncoherentCustomerList {
+    pub customers: Vec<c360_domain::IncoherentCustomer>,
+}
+
+/// Customers that hold two records a guard rail says are different people, most recently
+/// changed first: usually a `must_link` the evidence contradicts (different first names and
+/// birth dates, two loyalty cards). Each names the first conflicting pair and the guard; the
+/// customer's graph shows the links that joined them.
+#[utoipa::path(
+    get,
+    path = "/v1/reports/incoherent-customers",
+    tag = "curation",
+    params(IncoherentCustomerQuery),
+    responses(
+        (status = 200, description = "Incoherent customers", body = IncoherentCustomerList),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ())
+)]
+pub async fn incoherent_customers(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<IncoherentCustomerQuery>,
+) -> Result<Json<IncoherentCustomerList>, ApiError> {
+    let customers = state
+        .resolver
+        .incoherent_customers(query.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(IncoherentCustomerList { customers }))
+}
