@@ -282,6 +282,12 @@ impl Resolver {
             refreshed_ms = (started.elapsed() - inserted).as_millis() as u64,
             "bulk chunk written"
         );
+        // A bulk load grows the store fast: the next chunks' candidate queries need fresh
+        // planner statistics (PostgreSQL) to stay index look-ups.
+        self.db.note_written(n as u64);
+        if let Err(error) = self.db.refresh_statistics_if_stale().await {
+            tracing::warn!(error = %error, "refreshing planner statistics failed");
+        }
 
         Ok(outcomes)
     }

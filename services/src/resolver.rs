@@ -331,6 +331,7 @@ impl Resolver {
         };
         crate::curation::write_reviews(&mut write.tx, &profile.key(), &found.reviews, now).await?;
         write.tx.commit().await?;
+        self.db.note_written(1);
         Ok((result, counts))
     }
 

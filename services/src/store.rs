@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -43,7 +44,25 @@ pub struct Database {
     /// SQLite has one writer at a time; queueing writers here, in the process, avoids
     /// `SQLITE_BUSY` on lock upgrades. PostgreSQL uses row and advisory locks instead.
     sqlite_writer: Arc<Mutex<()>>,
+    statistics: Arc<Statistics>,
 }
+
+/// When the planner's table statistics were last refreshed, and how much was written since.
+/// PostgreSQL plans the candidate look-ups from them: on tables it thinks empty or small it
+/// picks a hash join over a whole-table scan, which costs milliseconds per look-up once the
+/// store holds tens of thousands of records (a look-up through the indexes takes 0.15 ms).
+/// Autovacuum refreshes them only when it runs, and it may be off or behind a bulk load, so
+/// the service refreshes them itself when the store has grown by a fifth.
+#[derive(Debug, Default)]
+struct Statistics {
+    written_since: AtomicU64,
+    records_at_refresh: AtomicU64,
+    refreshing: Mutex<()>,
+}
+
+/// Rows written since the last refresh that make statistics stale: a fifth of the records
+/// at the last refresh, and at least this many.
+const STALE_AFTER_ROWS: u64 = 1_000;
 
 /// A write transaction plus, on SQLite, the process-wide writer slot it holds.
 pub struct WriteTx {
@@ -87,7 +106,60 @@ impl Database {
             pool,
             engine,
             sqlite_writer: Arc::new(Mutex::new(())),
+            statistics: Arc::default(),
         })
+    }
+
+    /// Counts records written, towards the next statistics refresh.
+    pub fn note_written(&self, records: u64) {
+        self.statistics
+            .written_since
+            .fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// Refreshes the planner's statistics when the store grew by a fifth since the last
+    /// refresh (or was never refreshed by this process). Answers whether it did. A refresh
+    /// already running elsewhere is not waited for.
+    pub async fn refresh_statistics_if_stale(&self) -> Result<bool, StoreError> {
+        let stats = &self.statistics;
+        let written = stats.written_since.load(Ordering::Relaxed);
+        let base = stats.records_at_refresh.load(Ordering::Relaxed);
+        if written < STALE_AFTER_ROWS.max(base / 5) {
+            return Ok(false);
+        }
+        self.refresh_statistics().await
+    }
+
+    /// Refreshes the planner's statistics of the tables that grow with the store (`ANALYZE`
+    /// on PostgreSQL). Answers false when another refresh was running, and on SQLite: without
+    /// statistics its planner takes every index as selective, which is right for these
+    /// look-ups, and an ANALYZE there would queue behind the single writer.
+    pub async fn refresh_statistics(&self) -> Result<bool, StoreError> {
+        if self.engine == Engine::Sqlite {
+            return Ok(false);
+        }
+        let stats = &self.statistics;
+        let Ok(_running) = stats.refreshing.try_lock() else {
+            return Ok(false);
+        };
+        let written = stats.written_since.load(Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        sqlx::query("ANALYZE records, blocking_keys, customers, links, name_counts, reviews")
+            .execute(&self.pool)
+            .await?;
+        let records: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records")
+            .fetch_one(&self.pool)
+            .await?;
+        stats.written_since.fetch_sub(written, Ordering::Relaxed);
+        stats
+            .records_at_refresh
+            .store(u64::try_from(records).unwrap_or(0), Ordering::Relaxed);
+        tracing::debug!(
+            records,
+            ms = started.elapsed().as_millis() as u64,
+            "planner statistics refreshed"
+        );
+        Ok(true)
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

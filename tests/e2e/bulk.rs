@@ -471,3 +471,52 @@ async fn resolve_with_store_fills_the_store_the_service_serves() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A bulk load keeps PostgreSQL's planner statistics fresh on its own (autovacuum may be off,
+/// as on this machine, or behind): after the load, a candidate look-up is planned through
+/// the indexes, not as a hash join over every stored record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_load_keeps_postgres_statistics_fresh() {
+    let database = c360_e2e::TestDatabase::create(Engine::Postgres)
+        .await
+        .unwrap();
+    let db = c360_services::Database::connect(&database.url(), 4)
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    let resolver = c360_services::Resolver::new(db.clone(), c360_matching::Engine::shipped());
+    let profiles: Vec<c360_domain::Profile> = c360_services::synth::generate(6_000, 33)
+        .iter()
+        .map(|r| c360_domain::Profile::parse(&r.input).unwrap())
+        .collect();
+    for chunk in profiles.chunks(1_000) {
+        resolver.ingest_batch(chunk).await.unwrap();
+    }
+    let analyzed: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE relname = 'records'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let analyzed = analyzed.unwrap_or(-1);
+    assert!(
+        analyzed * 5 >= stored * 4,
+        "statistics count {analyzed} records of {stored}"
+    );
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT r.profile FROM blocking_keys k JOIN records r \
+         ON r.source = k.source AND r.source_id = k.source_id \
+         WHERE k.key = 'ph:+12025550100' ORDER BY r.last_changed_at DESC LIMIT 200",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(!plan.contains("Seq Scan on records"), "{plan}");
+    db.close().await;
+    database.drop_database().await.unwrap();
+}
