@@ -996,9 +996,9 @@ pub(crate) async fn load_record(
 }
 
 /// Stored records sharing at least one blocking key with the probe, the probe itself excluded.
-/// At most `caps.0` stored records are read per identifier key and `caps.1` per fuzzy key (the
-/// most recently changed first): a key shared by more records (a family email, a common name)
-/// is capped rather than compared all-to-all.
+/// A key shared by more than `caps.0` other records (identifier keys) or `caps.1` (fuzzy keys)
+/// is skipped, never compared all-to-all: a placeholder phone, a shared mailbox, a common name
+/// in a big city say little about who this is, and the batch resolver skips them too.
 pub(crate) async fn load_candidates(
     conn: &mut AnyConnection,
     keys: &[String],
@@ -1012,27 +1012,36 @@ pub(crate) async fn load_candidates(
             caps.0
         } else {
             caps.1
-        } as i64;
+        };
+        // At most cap + 2 rows (the probe itself may be among them): enough to tell an
+        // oversized block, which is skipped as the batch resolver skips it, without reading
+        // it. (Taking the newest `cap` of a large block instead meant joining and sorting all
+        // of it: tens of milliseconds per common-name key on a store of 240,000 records.)
         let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM blocking_keys k \
-             JOIN records r ON r.source = k.source AND r.source_id = k.source_id \
-             WHERE k.key = $1 ORDER BY r.last_changed_at DESC LIMIT {cap}"
+            "SELECT {RECORD_COLUMNS} FROM \
+             (SELECT source, source_id FROM blocking_keys WHERE key = $1 LIMIT {}) k \
+             JOIN records r ON r.source = k.source AND r.source_id = k.source_id",
+            cap + 2
         );
         let rows = sqlx::query(&sql)
             .bind(key.as_str())
             .fetch_all(&mut *conn)
             .await?;
-        if rows.len() as i64 == cap {
+        let block: Vec<StoredRecord> = rows
+            .iter()
+            .map(record_from_row)
+            .filter(|r| !matches!(r, Ok(stored) if &stored.profile.key() == probe))
+            .collect::<Result<_, _>>()?;
+        if block.len() > cap {
             tracing::debug!(
                 key_kind = key.split(':').next().unwrap_or(""),
                 cap,
-                "blocking key shared by many records; candidates capped"
+                "blocking key shared by more records than its cap; skipped"
             );
+            continue;
         }
-        for row in &rows {
-            let stored = record_from_row(row)?;
-            let key = stored.profile.key();
-            if &key != probe && seen.insert(key) {
+        for stored in block {
+            if seen.insert(stored.profile.key()) {
                 out.push(stored);
             }
         }
