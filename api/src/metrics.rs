@@ -5,6 +5,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use c360_services::resolver::StoreCounts;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
@@ -17,6 +18,7 @@ pub struct Metrics {
     ingests: IntCounterVec,
     records: IntGauge,
     customers: IntGauge,
+    enrichment_pending: IntGauge,
 }
 
 impl Metrics {
@@ -43,11 +45,16 @@ impl Metrics {
         )?;
         let records = IntGauge::new("c360_records", "Records stored")?;
         let customers = IntGauge::new("c360_customers", "Customers (not counting merged ids)")?;
+        let enrichment_pending = IntGauge::new(
+            "c360_enrichment_pending",
+            "Customers whose golden address waits for the geocoder",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(ingests.clone()))?;
         registry.register(Box::new(records.clone()))?;
         registry.register(Box::new(customers.clone()))?;
+        registry.register(Box::new(enrichment_pending.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -55,6 +62,7 @@ impl Metrics {
             ingests,
             records,
             customers,
+            enrichment_pending,
         })
     }
 
@@ -63,9 +71,10 @@ impl Metrics {
     }
 
     /// The text exposition, with the store sizes as of now.
-    pub fn render(&self, records: i64, customers: i64) -> String {
-        self.records.set(records);
-        self.customers.set(customers);
+    pub fn render(&self, counts: &StoreCounts) -> String {
+        self.records.set(counts.records);
+        self.customers.set(counts.customers);
+        self.enrichment_pending.set(counts.enrichment_pending);
         let mut buffer = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
             tracing::error!(error = %e, "metrics encoding failed");

@@ -56,6 +56,8 @@ pub(crate) struct StoredRecord {
 pub struct StoreCounts {
     pub records: i64,
     pub customers: i64,
+    /// Customers whose golden address waits for the geocoder.
+    pub enrichment_pending: i64,
 }
 
 #[derive(Clone)]
@@ -243,9 +245,13 @@ impl Resolver {
         if changes.is_empty() {
             return;
         }
+        // Through the writer queue: on SQLite a write beside it would poll for the lock in
+        // the busy handler's coarse sleeps (up to 100 ms each under load).
         let outcome = async {
-            let mut conn = self.db.pool().acquire().await?;
-            apply_name_counts(&mut conn, changes).await
+            let mut write = self.db.begin_write().await?;
+            apply_name_counts(&mut write.tx, changes).await?;
+            write.tx.commit().await?;
+            Ok::<_, StoreError>(())
         }
         .await;
         if let Err(e) = outcome {
@@ -907,13 +913,15 @@ impl Resolver {
     pub async fn counts(&self) -> Result<StoreCounts, ServiceError> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM records), \
-                    (SELECT COUNT(*) FROM customers WHERE merged_into IS NULL)",
+                    (SELECT COUNT(*) FROM customers WHERE merged_into IS NULL), \
+                    (SELECT COUNT(*) FROM customers WHERE enrichment_pending = 1)",
         )
         .fetch_one(self.db.pool())
         .await?;
         Ok(StoreCounts {
             records: row.try_get(0)?,
             customers: row.try_get(1)?,
+            enrichment_pending: row.try_get(2)?,
         })
     }
 }

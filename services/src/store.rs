@@ -41,9 +41,10 @@ impl Engine {
 pub struct Database {
     pool: AnyPool,
     engine: Engine,
-    /// SQLite has one writer at a time; queueing writers here, in the process, avoids
-    /// `SQLITE_BUSY` on lock upgrades. PostgreSQL uses row and advisory locks instead.
-    sqlite_writer: Arc<Mutex<()>>,
+    /// SQLite has one writer at a time: writes queue here, in the process, for the one
+    /// connection that writes (no `SQLITE_BUSY` on lock upgrades). PostgreSQL uses row and
+    /// advisory locks instead.
+    sqlite_writer: Option<(AnyPool, Arc<Mutex<()>>)>,
     statistics: Arc<Statistics>,
 }
 
@@ -83,29 +84,43 @@ impl Database {
             Engine::Postgres => url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if engine == Engine::Sqlite {
-                        // WAL lets readers go on while one writer writes; NORMAL sync is
-                        // durable across process crashes, which is what WAL mode promises.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
+        let pool_of = |connections: u32| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if engine == Engine::Sqlite {
+                            // WAL lets readers go on while one writer writes; NORMAL sync is
+                            // durable across process crashes, which is what WAL mode promises.
+                            // A larger page cache than SQLite's 2 MB keeps the indexes a
+                            // look-up walks in memory.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                                 PRAGMA cache_size = -32768;",
+                            )
+                            .await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
+        };
+        let pool = pool_of(max_connections)
+            .connect_with(options.clone())
             .await?;
+        // SQLite has one writer at a time, so writes go through one connection of their own:
+        // its page cache stays valid from one write to the next (a connection's cache is
+        // dropped whenever another connection has written), and the pages a write reads
+        // (candidates, customers) are mostly there already.
+        let sqlite_writer = match engine {
+            Engine::Sqlite => Some(pool_of(1).connect_with(options).await?),
+            Engine::Postgres => None,
+        };
         Ok(Self {
             pool,
             engine,
-            sqlite_writer: Arc::new(Mutex::new(())),
+            sqlite_writer: sqlite_writer.map(|pool| (pool, Arc::new(Mutex::new(())))),
             statistics: Arc::default(),
         })
     }
@@ -147,9 +162,13 @@ impl Database {
         sqlx::query("ANALYZE records, blocking_keys, customers, links, name_counts, reviews")
             .execute(&self.pool)
             .await?;
-        let records: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records")
-            .fetch_one(&self.pool)
-            .await?;
+        // The estimate ANALYZE just made: counting a large table costs a scan.
+        let records: i64 = sqlx::query_scalar(
+            "SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE oid = CAST('records' AS regclass)",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .unwrap_or(0);
         stats.written_since.fetch_sub(written, Ordering::Relaxed);
         stats
             .records_at_refresh
@@ -186,6 +205,9 @@ impl Database {
     }
 
     pub async fn close(&self) {
+        if let Some((writer, _)) = &self.sqlite_writer {
+            writer.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -205,16 +227,15 @@ impl Database {
     async fn begin(&self, bulk: bool) -> Result<WriteTx, StoreError> {
         /// "c360bulk" as a number: the advisory lock key of bulk chunks.
         const BULK_LOCK: i64 = 0x6333_3630_6275_6c6b;
-        let writer = match self.engine {
-            Engine::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
-            Engine::Postgres => None,
-        };
-        let mut tx = match self.engine {
+        let (mut tx, writer) = match &self.sqlite_writer {
             // IMMEDIATE takes SQLite's write lock up front. A deferred transaction reads a
             // snapshot first and fails with SQLITE_BUSY_SNAPSHOT when a write outside the
-            // writer queue (name counts, enrichment, the view outbox) commits before it writes.
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => self.pool.begin().await?,
+            // writer queue (the view outbox, a second process) commits before it writes.
+            Some((pool, queue)) => {
+                let slot = queue.clone().lock_owned().await;
+                (pool.begin_with("BEGIN IMMEDIATE").await?, Some(slot))
+            }
+            None => (self.pool.begin().await?, None),
         };
         if self.engine == Engine::Postgres {
             let sql = if bulk {

@@ -44,6 +44,6 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     let counts = state.resolver.counts().await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(counts.records, counts.customers),
+        state.metrics.render(&counts),
     ))
 }
