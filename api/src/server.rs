@@ -80,10 +80,11 @@ where
     (stop, task)
 }
 
-/// Refreshes the database's planner statistics at start and whenever the store has grown by a
-/// fifth (checked every 10 s): record-by-record ingestion alone can grow a store tenfold
-/// while autovacuum is off or behind.
-async fn keep_statistics_fresh(
+/// Database upkeep while serving: planner statistics refreshed at start (PostgreSQL), then,
+/// checked every 10 s, refreshed whenever the store has grown by a fifth (record-by-record
+/// ingestion alone can grow a store tenfold while autovacuum is off or behind), and SQLite's
+/// WAL checkpointed so that it stays short.
+async fn maintain_database(
     db: Database,
     stop: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 ) {
@@ -96,8 +97,8 @@ async fn keep_statistics_fresh(
             _ = &mut stop => return,
             _ = tokio::time::sleep(Duration::from_secs(10)) => {}
         }
-        if let Err(error) = db.refresh_statistics_if_stale().await {
-            tracing::warn!(error = %error, "refreshing planner statistics failed");
+        if let Err(error) = db.maintain_if_due().await {
+            tracing::warn!(error = %error, "database upkeep failed");
         }
     }
 }
@@ -173,7 +174,7 @@ impl RunningServer {
         }
         {
             let db = resolver.database().clone();
-            workers.push(spawn_worker(|stop| keep_statistics_fresh(db, stop)));
+            workers.push(spawn_worker(|stop| maintain_database(db, stop)));
         }
         let state = AppState {
             resolver,

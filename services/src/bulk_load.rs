@@ -62,6 +62,16 @@ impl Resolver {
             for (&i, outcome) in fresh.iter().zip(chunk_outcomes) {
                 outcomes[i] = outcome;
             }
+            // A bulk load grows the store fast: the next chunks' candidate queries need fresh
+            // planner statistics (PostgreSQL) to stay index look-ups, and a short WAL
+            // (SQLite). Here, once the chunk's transaction has let go of the writer slot.
+            self.db.note_written(chunk.len() as u64);
+            if let Err(error) = self.db.refresh_statistics_if_stale().await {
+                tracing::warn!(error = %error, "refreshing planner statistics failed");
+            }
+            if let Err(error) = self.db.maintain_if_due().await {
+                tracing::warn!(error = %error, "database upkeep failed");
+            }
             self.after_write(&[]).await;
             // A chunk changes thousands of customers: publish all of them before the job
             // counts the chunk as done, so the job's progress includes the view.
@@ -282,12 +292,6 @@ impl Resolver {
             refreshed_ms = (started.elapsed() - inserted).as_millis() as u64,
             "bulk chunk written"
         );
-        // A bulk load grows the store fast: the next chunks' candidate queries need fresh
-        // planner statistics (PostgreSQL) to stay index look-ups.
-        self.db.note_written(n as u64);
-        if let Err(error) = self.db.refresh_statistics_if_stale().await {
-            tracing::warn!(error = %error, "refreshing planner statistics failed");
-        }
 
         Ok(outcomes)
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::StoreError;
@@ -59,6 +59,8 @@ struct Statistics {
     written_since: AtomicU64,
     records_at_refresh: AtomicU64,
     refreshing: Mutex<()>,
+    /// When [`Database::maintain_if_due`] last ran.
+    last_upkeep: Mutex<Option<std::time::Instant>>,
 }
 
 /// Rows written since the last refresh that make statistics stale: a fifth of the records
@@ -130,6 +132,42 @@ impl Database {
         self.statistics
             .written_since
             .fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// Upkeep a long-running process owes the database, at most every 10 s: on PostgreSQL,
+    /// fresh planner statistics once the store grew by a fifth; on SQLite, a WAL checkpoint
+    /// that truncates the log. SQLite's own checkpoints run after commits in passive mode and
+    /// cannot restart the log while readers keep reading, which a busy service always does:
+    /// the log grew to 5.7 GB beside a 725 MB database after a 240,000-record upload, and
+    /// every read searched it.
+    pub async fn maintain_if_due(&self) -> Result<(), StoreError> {
+        {
+            let mut last = self.statistics.last_upkeep.lock().await;
+            if last.is_some_and(|at| at.elapsed() < Duration::from_secs(10)) {
+                return Ok(());
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        match &self.sqlite_writer {
+            Some((pool, queue)) => {
+                // Holding the writer slot: no write waits behind the checkpoint's busy loop
+                // and none can slip in between.
+                let _slot = queue.lock().await;
+                let started = std::time::Instant::now();
+                let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(pool)
+                    .await?;
+                let (busy, frames): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+                tracing::debug!(
+                    busy,
+                    frames,
+                    ms = started.elapsed().as_millis() as u64,
+                    "SQLite WAL checkpointed"
+                );
+                Ok(())
+            }
+            None => self.refresh_statistics_if_stale().await.map(|_| ()),
+        }
     }
 
     /// Refreshes the planner's statistics when the store grew by a fifth since the last
