@@ -150,8 +150,9 @@ impl Database {
         }
         match &self.sqlite_writer {
             Some((pool, queue)) => {
-                // Holding the writer slot: no write waits behind the checkpoint's busy loop
-                // and none can slip in between.
+                // Holding the writer slot, so that no write of this process commits while the
+                // log is copied back and reset; writes queue for the few milliseconds it takes
+                // when done every 10 s.
                 let _slot = queue.lock().await;
                 let started = std::time::Instant::now();
                 let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
