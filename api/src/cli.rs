@@ -638,12 +638,13 @@ pub fn load_manual_links(
         let pair = index
             .get(&(row.a_source.as_str(), row.a_source_id.as_str()))
             .zip(index.get(&(row.b_source.as_str(), row.b_source_id.as_str())));
-        let target = match row.kind.as_str() {
-            "must_link" => &mut overrides.must,
-            "cannot_link" => &mut overrides.cannot,
-            other => anyhow::bail!(
-                "{}, line {line}: column `kind`: `{other}` is neither must_link nor cannot_link",
-                path.display()
+        let target = match c360_domain::ManualLinkKind::from_name(&row.kind) {
+            Some(c360_domain::ManualLinkKind::MustLink) => &mut overrides.must,
+            Some(c360_domain::ManualLinkKind::CannotLink) => &mut overrides.cannot,
+            None => anyhow::bail!(
+                "{}, line {line}: column `kind`: `{}` is neither must_link nor cannot_link",
+                path.display(),
+                row.kind
             ),
         };
         match pair {

@@ -97,7 +97,7 @@ async fn maintain_database(
             _ = &mut stop => return,
             _ = tokio::time::sleep(Duration::from_secs(10)) => {}
         }
-        if let Err(error) = db.maintain_if_due().await {
+        if let Err(error) = db.maintain().await {
             tracing::warn!(error = %error, "database upkeep failed");
         }
     }

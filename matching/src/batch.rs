@@ -293,11 +293,7 @@ pub fn resolve_with(
     let mut groups: Vec<&Vec<u32>> = members.values().filter(|m| m.len() > 1).collect();
     groups.sort_unstable_by_key(|m| m[0]);
     let incoherent: Vec<(u32, u32, String)> = parallel_map(&groups, |records| {
-        let of: Vec<&Features> = records
-            .iter()
-            .take(crate::INCOHERENCE_CHECK_LIMIT)
-            .map(|&r| &features[r as usize])
-            .collect();
+        let of: Vec<&Features> = records.iter().map(|&r| &features[r as usize]).collect();
         engine
             .incoherence(&of)
             .map(|x| (records[x.first], records[x.second], x.guard))

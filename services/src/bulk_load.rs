@@ -66,10 +66,7 @@ impl Resolver {
             // planner statistics (PostgreSQL) to stay index look-ups, and a short WAL
             // (SQLite). Here, once the chunk's transaction has let go of the writer slot.
             self.db.note_written(chunk.len() as u64);
-            if let Err(error) = self.db.refresh_statistics_if_stale().await {
-                tracing::warn!(error = %error, "refreshing planner statistics failed");
-            }
-            if let Err(error) = self.db.maintain_if_due().await {
+            if let Err(error) = self.db.maintain().await {
                 tracing::warn!(error = %error, "database upkeep failed");
             }
             self.after_write(&[]).await;

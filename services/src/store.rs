@@ -59,8 +59,8 @@ struct Statistics {
     written_since: AtomicU64,
     records_at_refresh: AtomicU64,
     refreshing: Mutex<()>,
-    /// When [`Database::maintain_if_due`] last ran.
-    last_upkeep: Mutex<Option<std::time::Instant>>,
+    /// When [`Database::maintain`] last checkpointed SQLite's WAL.
+    last_checkpoint: Mutex<Option<std::time::Instant>>,
 }
 
 /// Rows written since the last refresh that make statistics stale: a fifth of the records
@@ -134,47 +134,45 @@ impl Database {
             .fetch_add(records, Ordering::Relaxed);
     }
 
-    /// Upkeep a long-running process owes the database, at most every 10 s: on PostgreSQL,
-    /// fresh planner statistics once the store grew by a fifth; on SQLite, a WAL checkpoint
-    /// that truncates the log. SQLite's own checkpoints run after commits in passive mode and
-    /// cannot restart the log while readers keep reading, which a busy service always does:
-    /// the log grew to 5.7 GB beside a 725 MB database after a 240,000-record upload, and
-    /// every read searched it.
-    pub async fn maintain_if_due(&self) -> Result<(), StoreError> {
+    /// Upkeep a long-running process owes the database, cheap to call often (after every bulk
+    /// chunk, every 10 s while serving). On PostgreSQL, fresh planner statistics once the store
+    /// grew by a fifth. On SQLite, at most every 10 s, a WAL checkpoint that truncates the log:
+    /// SQLite's own checkpoints run after commits in passive mode and cannot restart the log
+    /// while readers keep reading, which a busy service always does. The log grew to 5.7 GB
+    /// beside a 725 MB database after a 240,000-record upload, and every read searched it.
+    pub async fn maintain(&self) -> Result<(), StoreError> {
+        let Some((pool, queue)) = &self.sqlite_writer else {
+            return self.refresh_statistics_if_stale().await.map(|_| ());
+        };
         {
-            let mut last = self.statistics.last_upkeep.lock().await;
+            let mut last = self.statistics.last_checkpoint.lock().await;
             if last.is_some_and(|at| at.elapsed() < Duration::from_secs(10)) {
                 return Ok(());
             }
             *last = Some(std::time::Instant::now());
         }
-        match &self.sqlite_writer {
-            Some((pool, queue)) => {
-                // Holding the writer slot, so that no write of this process commits while the
-                // log is copied back and reset; writes queue for the few milliseconds it takes
-                // when done every 10 s.
-                let _slot = queue.lock().await;
-                let started = std::time::Instant::now();
-                let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .fetch_one(pool)
-                    .await?;
-                let (busy, frames): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-                tracing::debug!(
-                    busy,
-                    frames,
-                    ms = started.elapsed().as_millis() as u64,
-                    "SQLite WAL checkpointed"
-                );
-                Ok(())
-            }
-            None => self.refresh_statistics_if_stale().await.map(|_| ()),
-        }
+        // Holding the writer slot, so that no write of this process commits while the log is
+        // copied back and reset; writes queue for the few milliseconds it takes when done
+        // every 10 s.
+        let _slot = queue.lock().await;
+        let started = std::time::Instant::now();
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(pool)
+            .await?;
+        let (busy, frames): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        tracing::debug!(
+            busy,
+            frames,
+            ms = started.elapsed().as_millis() as u64,
+            "SQLite WAL checkpointed"
+        );
+        Ok(())
     }
 
     /// Refreshes the planner's statistics when the store grew by a fifth since the last
     /// refresh (or was never refreshed by this process). Answers whether it did. A refresh
     /// already running elsewhere is not waited for.
-    pub async fn refresh_statistics_if_stale(&self) -> Result<bool, StoreError> {
+    async fn refresh_statistics_if_stale(&self) -> Result<bool, StoreError> {
         let stats = &self.statistics;
         let written = stats.written_since.load(Ordering::Relaxed);
         let base = stats.records_at_refresh.load(Ordering::Relaxed);

@@ -472,23 +472,36 @@ async fn resolve_with_store_fills_the_store_the_service_serves() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// A bulk load keeps PostgreSQL's planner statistics fresh on its own (autovacuum may be off,
-/// as on this machine, or behind): after the load, a candidate look-up is planned through
-/// the indexes, not as a hash join over every stored record.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bulk_load_keeps_postgres_statistics_fresh() {
-    let database = c360_e2e::TestDatabase::create(Engine::Postgres)
-        .await
-        .unwrap();
+/// A fresh, migrated store with a resolver on it, and about `records` generated profiles.
+async fn store_and_records(
+    engine: Engine,
+    records: usize,
+    seed: u64,
+) -> (
+    c360_e2e::TestDatabase,
+    c360_services::Database,
+    c360_services::Resolver,
+    Vec<c360_domain::Profile>,
+) {
+    let database = c360_e2e::TestDatabase::create(engine).await.unwrap();
     let db = c360_services::Database::connect(&database.url(), 4)
         .await
         .unwrap();
     db.migrate().await.unwrap();
     let resolver = c360_services::Resolver::new(db.clone(), c360_matching::Engine::shipped());
-    let profiles: Vec<c360_domain::Profile> = c360_services::synth::generate(6_000, 33)
+    let profiles = c360_services::synth::generate(records, seed)
         .iter()
         .map(|r| c360_domain::Profile::parse(&r.input).unwrap())
         .collect();
+    (database, db, resolver, profiles)
+}
+
+/// A bulk load keeps PostgreSQL's planner statistics fresh on its own (autovacuum may be off,
+/// as on this machine, or behind): after the load, a candidate look-up is planned through
+/// the indexes, not as a hash join over every stored record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_load_keeps_postgres_statistics_fresh() {
+    let (database, db, resolver, profiles) = store_and_records(Engine::Postgres, 6_000, 33).await;
     for chunk in profiles.chunks(1_000) {
         resolver.ingest_batch(chunk).await.unwrap();
     }
@@ -525,17 +538,8 @@ async fn a_bulk_load_keeps_postgres_statistics_fresh() {
 /// passive checkpoints alone let it grow to gigabytes under a busy service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_load_keeps_the_sqlite_wal_short() {
-    let database = c360_e2e::TestDatabase::create(Engine::Sqlite)
-        .await
-        .unwrap();
+    let (database, db, resolver, profiles) = store_and_records(Engine::Sqlite, 3_000, 34).await;
     let url = database.url();
-    let db = c360_services::Database::connect(&url, 4).await.unwrap();
-    db.migrate().await.unwrap();
-    let resolver = c360_services::Resolver::new(db.clone(), c360_matching::Engine::shipped());
-    let profiles: Vec<c360_domain::Profile> = c360_services::synth::generate(3_000, 34)
-        .iter()
-        .map(|r| c360_domain::Profile::parse(&r.input).unwrap())
-        .collect();
     // A reader that never stops, as the API's reads and the workers are.
     let reading = {
         let db = db.clone();
@@ -557,7 +561,7 @@ async fn a_bulk_load_keeps_the_sqlite_wal_short() {
     let grown = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert!(grown > 0, "the chunks went through the WAL");
     tokio::time::sleep(Duration::from_secs(10)).await;
-    db.maintain_if_due().await.unwrap();
+    db.maintain().await.unwrap();
     reading.abort();
     let truncated = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert_eq!(truncated, 0, "WAL of {grown} bytes truncated");
