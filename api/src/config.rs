@@ -176,7 +176,7 @@ pub struct ServeConfig {
     pub jobs_dir: PathBuf,
 
     /// Valid rows of a bulk upload resolved and written in one transaction.
-    #[arg(long, env = "C360_BULK_CHUNK_ROWS", default_value_t = 5000)]
+    #[arg(long, env = "C360_BULK_CHUNK_ROWS", default_value_t = c360_services::jobs::DEFAULT_CHUNK_ROWS)]
     pub bulk_chunk_rows: usize,
 
     /// Largest accepted bulk upload, in bytes (413 beyond).
@@ -207,7 +207,7 @@ impl ServeConfig {
             enrichment: EnrichmentArgs::default(),
             customer_view: CustomerViewArgs::default(),
             jobs_dir: PathBuf::from("data/jobs"),
-            bulk_chunk_rows: 5000,
+            bulk_chunk_rows: c360_services::jobs::DEFAULT_CHUNK_ROWS,
             max_upload_bytes: 64 * 1024 * 1024 * 1024,
             log_format: LogFormat::Text,
         }

@@ -1,11 +1,18 @@
 //! Many new records resolved and written at once, for bulk uploads.
 //!
 //! One transaction per chunk instead of one per record: the chunk's records are compared with
-//! each other and with the stored records that share a blocking key with any of them (fetched
-//! in a few queries), linked with the same engine, guard rails and link order as
-//! [`matching::batch`], and written with multi-row INSERTs. Stored customers are clusters
-//! that can grow or merge but never split here. Records whose key is already stored, or
-//! repeats within the chunk, go through the record-by-record path after the chunk, in order.
+//! each other and with the stored records that share a blocking key with any of them, linked
+//! with the same engine, guard rails and link order as [`matching::batch`], and written. Every
+//! stored customer a new record may join is read whole, so the guard rails check the new
+//! records against all its members (not only the candidates), and its golden record is
+//! recomputed from what is in memory and written with the others in one statement. Stored
+//! customers are clusters that can grow or merge but never split here. Records whose key is
+//! already stored, or repeats within the chunk, go through the record-by-record path after the
+//! chunk, in order.
+//!
+//! Rows travel to and from the database as one JSON value per statement
+//! ([`crate::store::json_rows`]), and the database sizes up blocks and reads the candidates in
+//! one query per few thousand keys.
 //!
 //! On PostgreSQL a chunk holds an exclusive advisory lock that every record-by-record writer
 //! takes in shared mode, so the chunk sees a stable store without locking thousands of keys.
@@ -16,16 +23,16 @@ use c360_domain::{CustomerId, IngestOutcome, MemberRecord, Profile, RecordKey};
 use c360_matching::compare::{Field, MISSING};
 use c360_matching::graph::GuardedClusters;
 use c360_matching::{batch, blocking, survivorship, Features, Verdict};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use crate::error::{ServiceError, StoreError};
 use crate::resolver::{
     absorb, apply_name_counts, cannot_links_among, customer_of_each, insert_edges, insert_records,
-    key_from_row, name_changes, new_customer_id, now_millis, ordered, record_from_row,
-    refresh_customer, to_json, write_index, Review, StoredRecord, LINKS_PER_CUSTOMER,
-    RECORD_COLUMNS,
+    name_changes, new_customer_id, now_millis, ordered, record_from_row, records_of_customers,
+    to_json, to_time, update_customers, write_index, CustomerSummary, Review, StoredRecord,
+    LINKS_PER_CUSTOMER, RECORD_COLUMNS,
 };
-use crate::store::{pair_placeholders, placeholders, value_rows, ROWS_PER_STATEMENT};
+use crate::store::{json_rows, json_rows_param, JSON_ROWS_PER_STATEMENT};
 use crate::Resolver;
 
 impl Resolver {
@@ -92,19 +99,12 @@ impl Resolver {
         let conn: &mut AnyConnection = &mut write.tx;
         let now = now_millis();
         let n = profiles.len();
-        let new_features: Vec<Features> = profiles.iter().map(Features::of).collect();
+        let mut features: Vec<Features> = profiles.iter().map(Features::of).collect();
 
         // Stored records sharing a blocking key with the chunk, blocks capped as in batch.
-        let stored = stored_candidates(conn, &new_features, self.candidate_caps()).await?;
-        let mut features = new_features;
+        let mut stored = stored_candidates(conn, &features, self.candidate_caps()).await?;
+        let queried = started.elapsed();
         features.extend(stored.iter().map(|s| Features::of(&s.profile)));
-        let keys: Vec<RecordKey> = profiles
-            .iter()
-            .map(Profile::key)
-            .chain(stored.iter().map(|s| s.profile.key()))
-            .collect();
-        let index_of: HashMap<&RecordKey, usize> =
-            keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
         let names = self
             .stored_names(conn, &features.iter().collect::<Vec<_>>())
             .await?;
@@ -133,7 +133,7 @@ impl Resolver {
                     decision,
                 )),
                 Verdict::Review => reviews.entry(i).or_default().push(Review {
-                    other: keys[j].clone(),
+                    other: record_key(profiles, &stored, j),
                     probability: decision.score.probability,
                     reason: decision
                         .guard
@@ -143,13 +143,38 @@ impl Resolver {
                 }),
             }
         }
+        let decided = started.elapsed();
+
+        // A stored customer a new record may join is held whole: the guard rails check every
+        // one of its members (not only those that were candidates), and its golden record is
+        // recomputed from them below without reading it again.
+        let joinable: BTreeSet<CustomerId> = links
+            .iter()
+            .filter(|link| link.2 >= n)
+            .map(|link| stored[link.2 - n].customer_id.clone())
+            .collect();
+        let held: HashSet<RecordKey> = stored.iter().map(|s| s.profile.key()).collect();
+        let joinable: Vec<CustomerId> = joinable.into_iter().collect();
+        for member in records_of_customers(conn, &joinable).await? {
+            if !held.contains(&member.profile.key()) {
+                features.push(Features::of(&member.profile));
+                stored.push(member);
+            }
+        }
+        let keys: Vec<RecordKey> = profiles
+            .iter()
+            .map(Profile::key)
+            .chain(stored.iter().map(|s| s.profile.key()))
+            .collect();
+        let index_of: HashMap<&RecordKey, usize> =
+            keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
         // Strongest first; ties by the records' keys, as the batch resolver orders them.
         links.sort_by(|a, b| {
             b.0.total_cmp(&a.0)
                 .then_with(|| ordered(&keys[a.1], &keys[a.2]).cmp(&ordered(&keys[b.1], &keys[b.2])))
         });
+        let members_loaded = started.elapsed();
 
-        let decided = started.elapsed();
         // Stored customers start as clusters of their own records.
         let mut clusters = GuardedClusters::new(keys.len());
         let mut first_of: HashMap<&CustomerId, usize> = HashMap::new();
@@ -211,42 +236,62 @@ impl Resolver {
 
         // Each cluster with new records becomes a customer: new, joined, or merged.
         let labels = clusters.labels();
-        let mut groups: BTreeMap<u32, (Vec<usize>, BTreeSet<CustomerId>)> = BTreeMap::new();
+        let mut groups: BTreeMap<u32, Group> = BTreeMap::new();
         for (idx, &label) in labels.iter().enumerate() {
-            let entry = groups.entry(label).or_default();
+            let group = groups.entry(label).or_default();
             if idx < n {
-                entry.0.push(idx);
+                group.new.push(idx);
             } else {
-                entry.1.insert(stored[idx - n].customer_id.clone());
+                group.stored.push(idx);
+                group.customers.insert(stored[idx - n].customer_id.clone());
             }
         }
         let mut outcomes = vec![IngestOutcome::JoinedCustomer; n];
         let mut customer_of = vec![None; n];
         let mut created: Vec<(CustomerId, Vec<usize>)> = Vec::new();
-        let mut grown: Vec<CustomerId> = Vec::new();
-        for (members, customers) in groups.into_values() {
-            let Some(&first) = members.first() else {
+        let mut grown: Vec<CustomerSummary> = Vec::new();
+        for group in groups.into_values() {
+            let Some(&first) = group.new.first() else {
                 continue; // a stored customer no new record joined
             };
-            let customer = match customers.iter().next() {
+            let customer = match group.customers.iter().next() {
                 None => {
                     outcomes[first] = IngestOutcome::CreatedCustomer;
                     let id = new_customer_id();
-                    created.push((id.clone(), members.clone()));
+                    created.push((id.clone(), group.new.clone()));
                     id
                 }
                 Some(survivor) => {
                     // The oldest customer survives: ids are time-ordered.
-                    let absorbed: Vec<CustomerId> = customers.iter().skip(1).cloned().collect();
+                    let absorbed: Vec<CustomerId> =
+                        group.customers.iter().skip(1).cloned().collect();
                     if !absorbed.is_empty() {
                         outcomes[first] = IngestOutcome::MergedCustomers;
                         absorb(conn, &absorbed, survivor, now).await?;
                     }
-                    grown.push(survivor.clone());
+                    // Every member is at hand: the new ones and all of each joined customer's.
+                    let mut members: Vec<usize> =
+                        group.new.iter().chain(&group.stored).copied().collect();
+                    members.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+                    let records: Vec<MemberRecord> = members
+                        .iter()
+                        .map(|&m| member(profiles, &stored, m, now))
+                        .collect();
+                    let member_features: Vec<&Features> = members
+                        .iter()
+                        .take(c360_matching::INCOHERENCE_CHECK_LIMIT)
+                        .map(|&m| &features[m])
+                        .collect();
+                    grown.push(CustomerSummary::of(
+                        &engine,
+                        survivor,
+                        &records,
+                        &member_features,
+                    )?);
                     survivor.clone()
                 }
             };
-            for &m in &members {
+            for &m in &group.new {
                 customer_of[m] = Some(customer.clone());
             }
         }
@@ -265,9 +310,7 @@ impl Resolver {
         write_index(conn, &indexed).await?;
         insert_edges(conn, &written_links, now).await?;
         let inserted = started.elapsed();
-        for customer in &grown {
-            refresh_customer(conn, customer, &self.engine, now).await?;
-        }
+        update_customers(conn, &grown, now).await?;
         for (i, items) in &reviews {
             crate::curation::write_reviews(conn, &keys[*i], items, now).await?;
         }
@@ -277,20 +320,62 @@ impl Resolver {
             .flat_map(|f| name_changes(f, 1))
             .collect();
         apply_name_counts(conn, names).await?;
+        let refreshed = started.elapsed();
         write.tx.commit().await?;
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
         tracing::debug!(
             records = n,
-            candidates = stored.len(),
+            candidates = held.len(),
+            members = stored.len() - held.len(),
             grown = grown.len(),
-            loaded_ms = loaded.as_millis() as u64,
-            decided_ms = (decided - loaded).as_millis() as u64,
-            linked_ms = (linked - decided).as_millis() as u64,
-            inserted_ms = (inserted - linked).as_millis() as u64,
-            refreshed_ms = (started.elapsed() - inserted).as_millis() as u64,
+            queried_ms = ms(queried),
+            loaded_ms = ms(loaded - queried),
+            decided_ms = ms(decided - loaded),
+            members_ms = ms(members_loaded - decided),
+            linked_ms = ms(linked - members_loaded),
+            inserted_ms = ms(inserted - linked),
+            refreshed_ms = ms(refreshed - inserted),
+            committed_ms = ms(started.elapsed() - refreshed),
             "bulk chunk written"
         );
 
         Ok(outcomes)
+    }
+}
+
+/// The records of one cluster: new ones (by index into the chunk) and stored ones, and the
+/// stored customers they belong to.
+#[derive(Default)]
+struct Group {
+    new: Vec<usize>,
+    stored: Vec<usize>,
+    customers: BTreeSet<CustomerId>,
+}
+
+/// The key of record `idx`: new records first, then stored ones.
+fn record_key(profiles: &[Profile], stored: &[StoredRecord], idx: usize) -> RecordKey {
+    match profiles.get(idx) {
+        Some(profile) => profile.key(),
+        None => stored[idx - profiles.len()].profile.key(),
+    }
+}
+
+/// Record `idx` as a member of its customer, a new one first seen `now`.
+fn member(profiles: &[Profile], stored: &[StoredRecord], idx: usize, now: i64) -> MemberRecord {
+    match profiles.get(idx) {
+        Some(profile) => MemberRecord {
+            record: profile.clone(),
+            first_seen_at: to_time(now),
+            last_changed_at: to_time(now),
+        },
+        None => {
+            let record = &stored[idx - profiles.len()];
+            MemberRecord {
+                record: record.profile.clone(),
+                first_seen_at: to_time(record.first_seen_at),
+                last_changed_at: to_time(record.last_changed_at),
+            }
+        }
     }
 }
 
@@ -302,48 +387,47 @@ async fn stored_candidates(
     (max_block, max_fuzzy): (usize, usize),
 ) -> Result<Vec<StoredRecord>, StoreError> {
     let keys: BTreeSet<String> = features.iter().flat_map(blocking::keys).collect();
-    let keys: Vec<String> = keys.into_iter().collect();
-    let mut blocks: HashMap<String, Vec<RecordKey>> = HashMap::new();
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT key, source, source_id FROM blocking_keys WHERE key IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for key in chunk {
-            query = query.bind(key.as_str());
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            blocks
-                .entry(row.try_get(0)?)
-                .or_default()
-                .push(key_from_row(&row, 1)?);
-        }
-    }
-    let mut wanted: BTreeSet<RecordKey> = BTreeSet::new();
-    for (key, members) in blocks {
-        let cap = if blocking::is_identifier_key(&key) {
-            max_block
-        } else {
-            max_fuzzy
+    let (identifiers, fuzzy): (Vec<[String; 1]>, Vec<[String; 1]>) = keys
+        .into_iter()
+        .map(|key| [key])
+        .partition(|[key]| blocking::is_identifier_key(key));
+    // One statement per few thousand keys: the database sizes up each block (reading at most
+    // cap + 1 of its entries) and reads the records; per-row traffic between the database
+    // and here cost more than all of that.
+    let small_blocks = |probes: String, cap: usize| {
+        format!(
+            "SELECT p.c0 FROM {probes} WHERE (SELECT 1 FROM blocking_keys k WHERE k.key = p.c0 \
+             LIMIT 1 OFFSET {cap}) IS NULL"
+        )
+    };
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM records r WHERE (r.source, r.source_id) IN ( \
+           SELECT b.source, b.source_id FROM blocking_keys b WHERE b.key IN ({} UNION ALL {}))",
+        small_blocks(json_rows(conn, 1, 1, "p"), max_block),
+        small_blocks(json_rows(conn, 2, 1, "p"), max_fuzzy)
+    );
+    let mut seen: HashSet<RecordKey> = HashSet::new();
+    let mut stored = Vec::new();
+    let statements = identifiers
+        .len()
+        .max(fuzzy.len())
+        .div_ceil(JSON_ROWS_PER_STATEMENT);
+    for s in 0..statements {
+        let part = |keys: &[[String; 1]]| {
+            let from = (s * JSON_ROWS_PER_STATEMENT).min(keys.len());
+            let to = ((s + 1) * JSON_ROWS_PER_STATEMENT).min(keys.len());
+            json_rows_param(&keys[from..to])
         };
-        if members.len() <= cap {
-            wanted.extend(members);
-        }
-    }
-    let wanted: Vec<RecordKey> = wanted.into_iter().collect();
-    let mut stored = Vec::with_capacity(wanted.len());
-    for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM records r WHERE (r.source, r.source_id) IN ({})",
-            pair_placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for key in chunk {
-            query = query.bind(key.source.as_str()).bind(key.source_id.as_str());
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            stored.push(record_from_row(&row)?);
+        let rows = sqlx::query(&sql)
+            .bind(part(&identifiers)?)
+            .bind(part(&fuzzy)?)
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in rows {
+            let record = record_from_row(&row)?;
+            if seen.insert(record.profile.key()) {
+                stored.push(record);
+            }
         }
     }
     Ok(stored)
@@ -356,39 +440,42 @@ async fn insert_new_customers(
     rules: &survivorship::SurvivorshipConfig,
     now: i64,
 ) -> Result<(), StoreError> {
-    for chunk in created.chunks(ROWS_PER_STATEMENT / 2) {
-        let sql = format!(
-            "INSERT INTO customers (id, golden, record_count, version, created_at, updated_at, \
-             enrichment_key, enrichment_pending) VALUES {}",
-            value_rows(chunk.len(), 8)
-        );
-        let mut query = sqlx::query(&sql);
-        for (id, members) in chunk {
-            let members: Vec<MemberRecord> = members
-                .iter()
-                .map(|&m| MemberRecord {
-                    record: profiles[m].clone(),
-                    first_seen_at: crate::resolver::to_time(now),
-                    last_changed_at: crate::resolver::to_time(now),
-                })
-                .collect();
-            let golden = survivorship::golden_record(&members, rules);
-            let address_key = golden
-                .address
-                .as_ref()
-                .and_then(|a| crate::enrich::address_key(&a.value));
-            let pending = i64::from(address_key.is_some());
-            query = query
-                .bind(id.as_str().to_owned())
-                .bind(to_json(&golden)?)
-                .bind(members.len() as i64)
-                .bind(1i64)
-                .bind(now)
-                .bind(now)
-                .bind(address_key)
-                .bind(pending);
-        }
-        query.execute(&mut *conn).await?;
+    let mut values = Vec::with_capacity(created.len());
+    for (id, members) in created {
+        let members: Vec<MemberRecord> = members
+            .iter()
+            .map(|&m| MemberRecord {
+                record: profiles[m].clone(),
+                first_seen_at: to_time(now),
+                last_changed_at: to_time(now),
+            })
+            .collect();
+        let golden = survivorship::golden_record(&members, rules);
+        let address_key = golden
+            .address
+            .as_ref()
+            .and_then(|a| crate::enrich::address_key(&a.value));
+        let pending = i64::from(address_key.is_some());
+        values.push((
+            id.as_str(),
+            to_json(&golden)?,
+            members.len() as i64,
+            address_key,
+            pending,
+        ));
+    }
+    let sql = format!(
+        "INSERT INTO customers (id, golden, record_count, version, created_at, updated_at, \
+         enrichment_key, enrichment_pending) \
+         SELECT c0, c1, CAST(c2 AS BIGINT), 1, $2, $2, c3, CAST(c4 AS BIGINT) FROM {}",
+        json_rows(conn, 1, 5, "v")
+    );
+    for chunk in values.chunks(JSON_ROWS_PER_STATEMENT) {
+        sqlx::query(&sql)
+            .bind(json_rows_param(chunk)?)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

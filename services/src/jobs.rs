@@ -28,8 +28,11 @@ use crate::input::{self, RowError};
 use crate::resolver::{now_millis, to_time};
 use crate::Resolver;
 
-/// Valid rows resolved and written together (and checkpointed after), by default.
-pub const DEFAULT_CHUNK_ROWS: usize = 5000;
+/// Valid rows resolved and written together (and checkpointed after), by default. Larger
+/// chunks write each index page fewer times per row and share more candidate reads: a
+/// 100,771-record upload into SQLite ran at 3,152 rows/s in chunks of 5,000, 4,228 in chunks
+/// of 20,000 and 6,034 in chunks of 50,000 (peak RSS about 1 GB), with the same accuracy.
+pub const DEFAULT_CHUNK_ROWS: usize = 20_000;
 /// Longest time a chunk waits before it is written, so progress shows on slow uploads too.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 

@@ -32,7 +32,8 @@ use crate::customer_view::DynamoViews;
 use crate::enrich::Enricher;
 use crate::error::{ServiceError, StoreError};
 use crate::store::{
-    pair_placeholders, placeholders, value_rows, Database, WriteTx, ROWS_PER_STATEMENT,
+    json_rows, json_rows_param, pair_placeholders, placeholders, Database, WriteTx,
+    JSON_ROWS_PER_STATEMENT,
 };
 
 /// Transactions that hit a deadlock or serialization failure are tried this many times.
@@ -550,16 +551,18 @@ impl Resolver {
             features.iter().flat_map(|f| name_values(f)).collect();
         let values: Vec<(Field, &str)> = values.into_iter().collect();
         let mut counts = HashMap::new();
-        for chunk in values.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT field, value, count FROM name_counts WHERE (field, value) IN ({})",
-                pair_placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for (field, value) in chunk {
-                query = query.bind(field.name()).bind(*value);
-            }
-            for row in query.fetch_all(&mut *conn).await? {
+        let sql = format!(
+            "SELECT field, value, count FROM name_counts \
+             WHERE (field, value) IN (SELECT c0, c1 FROM {})",
+            json_rows(conn, 1, 2, "v")
+        );
+        let values: Vec<(&str, &str)> = values.iter().map(|(f, v)| (f.name(), *v)).collect();
+        for chunk in values.chunks(JSON_ROWS_PER_STATEMENT) {
+            let rows = sqlx::query(&sql)
+                .bind(json_rows_param(chunk)?)
+                .fetch_all(&mut *conn)
+                .await?;
+            for row in rows {
                 let field: String = row.try_get(0)?;
                 let Some(field) = Field::from_name(&field) else {
                     continue;
@@ -1072,16 +1075,17 @@ pub(crate) async fn customer_of_each(
     keys: &[RecordKey],
 ) -> Result<HashMap<RecordKey, CustomerId>, StoreError> {
     let mut out = HashMap::new();
-    for chunk in keys.chunks(200) {
-        let sql = format!(
-            "SELECT source, source_id, customer_id FROM records WHERE (source, source_id) IN ({})",
-            pair_placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for key in chunk {
-            query = query.bind(key.source.as_str()).bind(key.source_id.as_str());
-        }
-        for row in query.fetch_all(&mut *conn).await? {
+    let sql = format!(
+        "SELECT source, source_id, customer_id FROM records \
+         WHERE (source, source_id) IN (SELECT c0, c1 FROM {})",
+        json_rows(conn, 1, 2, "v")
+    );
+    for chunk in keys.chunks(JSON_ROWS_PER_STATEMENT) {
+        let rows = sqlx::query(&sql)
+            .bind(key_rows_param(chunk)?)
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in rows {
             out.insert(
                 key_from_row(&row, 0)?,
                 parse_customer_id(&row.try_get::<String, _>(2)?)?,
@@ -1089,6 +1093,15 @@ pub(crate) async fn customer_of_each(
         }
     }
     Ok(out)
+}
+
+/// Record keys as the rows of [`json_rows`]: `c0` the source, `c1` the source id.
+fn key_rows_param(keys: &[RecordKey]) -> Result<String, StoreError> {
+    let rows: Vec<(&str, &str)> = keys
+        .iter()
+        .map(|k| (k.source.as_str(), k.source_id.as_str()))
+        .collect();
+    json_rows_param(&rows)
 }
 
 pub(crate) fn key_from_row(row: &sqlx::any::AnyRow, first: usize) -> Result<RecordKey, StoreError> {
@@ -1108,20 +1121,22 @@ pub(crate) async fn records_of_customers(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM records r WHERE r.customer_id IN ({}) \
+        "SELECT {RECORD_COLUMNS} FROM records r WHERE r.customer_id IN (SELECT c0 FROM {}) \
          ORDER BY r.source, r.source_id",
-        placeholders(1, ids.len())
+        json_rows(conn, 1, 1, "v")
     );
-    let mut query = sqlx::query(&sql);
-    for id in ids {
-        query = query.bind(id.as_str());
+    let ids: Vec<[&str; 1]> = ids.iter().map(|id| [id.as_str()]).collect();
+    let mut out = Vec::new();
+    for chunk in ids.chunks(JSON_ROWS_PER_STATEMENT) {
+        let rows = sqlx::query(&sql)
+            .bind(json_rows_param(chunk)?)
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in &rows {
+            out.push(record_from_row(row)?);
+        }
     }
-    query
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(record_from_row)
-        .collect()
+    Ok(out)
 }
 
 /// Edges whose first endpoint belongs to one of the customers (both ends are filtered by the
@@ -1171,17 +1186,22 @@ pub(crate) async fn apply_name_counts(
         *sums.entry((field, value)).or_default() += delta;
     }
     let sums: Vec<((Field, String), i64)> = sums.into_iter().filter(|(_, d)| *d != 0).collect();
-    for chunk in sums.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO name_counts (field, value, count) VALUES {} \
-             ON CONFLICT (field, value) DO UPDATE SET count = name_counts.count + excluded.count",
-            value_rows(chunk.len(), 3)
-        );
-        let mut query = sqlx::query(&sql);
-        for ((field, value), delta) in chunk {
-            query = query.bind(field.name()).bind(value.clone()).bind(*delta);
-        }
-        query.execute(&mut *conn).await?;
+    let values: Vec<(&str, &str, i64)> = sums
+        .iter()
+        .map(|((field, value), delta)| (field.name(), value.as_str(), *delta))
+        .collect();
+    // `WHERE true` tells SQLite's parser that ON CONFLICT is the upsert clause, not a join's.
+    let sql = format!(
+        "INSERT INTO name_counts (field, value, count) \
+         SELECT c0, c1, CAST(c2 AS BIGINT) FROM {} WHERE true \
+         ON CONFLICT (field, value) DO UPDATE SET count = name_counts.count + excluded.count",
+        json_rows(conn, 1, 3, "v")
+    );
+    for chunk in values.chunks(JSON_ROWS_PER_STATEMENT) {
+        sqlx::query(&sql)
+            .bind(json_rows_param(chunk)?)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -1192,17 +1212,18 @@ pub(crate) async fn cannot_links_among(
     keys: &[RecordKey],
 ) -> Result<Vec<(RecordKey, RecordKey)>, StoreError> {
     let mut out = Vec::new();
-    for chunk in keys.chunks(200) {
-        let sql = format!(
-            "SELECT a_source, a_source_id, b_source, b_source_id FROM manual_links \
-             WHERE kind = 'cannot_link' AND undone_at IS NULL AND (a_source, a_source_id) IN ({})",
-            pair_placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for key in chunk {
-            query = query.bind(key.source.as_str()).bind(key.source_id.as_str());
-        }
-        for row in query.fetch_all(&mut *conn).await? {
+    let sql = format!(
+        "SELECT a_source, a_source_id, b_source, b_source_id FROM manual_links \
+         WHERE kind = 'cannot_link' AND undone_at IS NULL \
+         AND (a_source, a_source_id) IN (SELECT c0, c1 FROM {})",
+        json_rows(conn, 1, 2, "v")
+    );
+    for chunk in keys.chunks(JSON_ROWS_PER_STATEMENT) {
+        let rows = sqlx::query(&sql)
+            .bind(key_rows_param(chunk)?)
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in rows {
             out.push((key_from_row(&row, 0)?, key_from_row(&row, 2)?));
         }
     }
@@ -1257,30 +1278,37 @@ async fn delete_customer(conn: &mut AnyConnection, id: &CustomerId) -> Result<()
     Ok(())
 }
 
-/// Inserts records, each with its customer and first-seen time, in multi-row INSERTs.
+/// Inserts records, each with its customer and first-seen time.
 pub(crate) async fn insert_records(
     conn: &mut AnyConnection,
     rows: &[(&Profile, &CustomerId, i64)],
     now: i64,
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
-        let sql = format!(
-            "INSERT INTO records (source, source_id, customer_id, profile, source_updated_at, \
-             first_seen_at, last_changed_at) VALUES {}",
-            value_rows(chunk.len(), 7)
-        );
-        let mut query = sqlx::query(&sql);
-        for (profile, customer_id, first_seen) in chunk {
-            query = query
-                .bind(profile.source.as_str().to_owned())
-                .bind(profile.source_id.as_str().to_owned())
-                .bind(customer_id.as_str().to_owned())
-                .bind(to_json(profile)?)
-                .bind(profile.updated_at.map(|t| t.timestamp_millis()))
-                .bind(*first_seen)
-                .bind(now);
-        }
-        query.execute(&mut *conn).await?;
+    let mut values = Vec::with_capacity(rows.len());
+    for (profile, customer_id, first_seen) in rows {
+        values.push((
+            profile.source.as_str(),
+            profile.source_id.as_str(),
+            customer_id.as_str(),
+            to_json(profile)?,
+            profile.updated_at.map(|t| t.timestamp_millis()),
+            *first_seen,
+        ));
+    }
+    // In key order, as the primary key's B-tree wants them.
+    values.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let sql = format!(
+        "INSERT INTO records (source, source_id, customer_id, profile, source_updated_at, \
+         first_seen_at, last_changed_at) \
+         SELECT c0, c1, c2, c3, CAST(c4 AS BIGINT), CAST(c5 AS BIGINT), $2 FROM {}",
+        json_rows(conn, 1, 6, "v")
+    );
+    for chunk in values.chunks(JSON_ROWS_PER_STATEMENT) {
+        sqlx::query(&sql)
+            .bind(json_rows_param(chunk)?)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -1303,31 +1331,29 @@ pub(crate) async fn write_index(
             keys.push((key, source, id));
         }
     }
-    for chunk in identifiers.chunks(ROWS_PER_STATEMENT) {
+    // In index order: each B-tree page is then visited once per chunk, not once per row.
+    identifiers.sort_unstable();
+    keys.sort_unstable();
+    for chunk in identifiers.chunks(JSON_ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO record_identifiers (kind, value, source, source_id) VALUES {}",
-            value_rows(chunk.len(), 4)
+            "INSERT INTO record_identifiers (kind, value, source, source_id) \
+             SELECT c0, c1, c2, c3 FROM {}",
+            json_rows(conn, 1, 4, "v")
         );
-        let mut query = sqlx::query(&sql);
-        for (kind, value, source, id) in chunk {
-            query = query
-                .bind(*kind)
-                .bind(value.clone())
-                .bind(*source)
-                .bind(*id);
-        }
-        query.execute(&mut *conn).await?;
+        sqlx::query(&sql)
+            .bind(json_rows_param(chunk)?)
+            .execute(&mut *conn)
+            .await?;
     }
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+    for chunk in keys.chunks(JSON_ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO blocking_keys (key, source, source_id) VALUES {}",
-            value_rows(chunk.len(), 3)
+            "INSERT INTO blocking_keys (key, source, source_id) SELECT c0, c1, c2 FROM {}",
+            json_rows(conn, 1, 3, "v")
         );
-        let mut query = sqlx::query(&sql);
-        for (key, source, id) in chunk {
-            query = query.bind(key.clone()).bind(*source).bind(*id);
-        }
-        query.execute(&mut *conn).await?;
+        sqlx::query(&sql)
+            .bind(json_rows_param(chunk)?)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -1374,23 +1400,30 @@ pub(crate) async fn insert_edges(
         .collect();
     rows.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
     rows.dedup_by(|x, y| x.0 == y.0 && x.1 == y.1);
-    for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
-        let sql = format!(
-            "INSERT INTO links (a_source, a_source_id, b_source, b_source_id, evidence, created_at) \
-             VALUES {} ON CONFLICT DO NOTHING",
-            value_rows(chunk.len(), 6)
-        );
-        let mut query = sqlx::query(&sql);
-        for (a, b, evidence) in chunk {
-            query = query
-                .bind(a.source.as_str().to_owned())
-                .bind(a.source_id.as_str().to_owned())
-                .bind(b.source.as_str().to_owned())
-                .bind(b.source_id.as_str().to_owned())
-                .bind((*evidence).to_owned())
-                .bind(now);
-        }
-        query.execute(&mut *conn).await?;
+    let values: Vec<(&str, &str, &str, &str, &str)> = rows
+        .iter()
+        .map(|(a, b, evidence)| {
+            (
+                a.source.as_str(),
+                a.source_id.as_str(),
+                b.source.as_str(),
+                b.source_id.as_str(),
+                *evidence,
+            )
+        })
+        .collect();
+    // `WHERE true` tells SQLite's parser that ON CONFLICT is the upsert clause, not a join's.
+    let sql = format!(
+        "INSERT INTO links (a_source, a_source_id, b_source, b_source_id, evidence, created_at) \
+         SELECT c0, c1, c2, c3, c4, $2 FROM {} WHERE true ON CONFLICT DO NOTHING",
+        json_rows(conn, 1, 5, "v")
+    );
+    for chunk in values.chunks(JSON_ROWS_PER_STATEMENT) {
+        sqlx::query(&sql)
+            .bind(json_rows_param(chunk)?)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -1468,64 +1501,120 @@ pub(crate) async fn refresh_customer(
     now: i64,
 ) -> Result<(), StoreError> {
     let members = member_records(conn, id).await?;
-    let max_records = engine.config().max_customer_records;
-    if members.len() > max_records {
-        tracing::warn!(
-            customer_id = %id,
-            records = members.len(),
-            "customer larger than max_customer_records: see GET /v1/reports/large-customers"
-        );
-    }
-    let incoherence = incoherence_of(engine, &members);
-    if let Some(found) = &incoherence {
-        tracing::warn!(
-            customer_id = %id,
-            guard = %found.guard,
-            "customer holds records a guard rail says are different people: see GET /v1/reports/incoherent-customers"
-        );
-    }
-    let rules = &engine.config().survivorship;
-    let golden = survivorship::golden_record(&members, rules);
-    // Enrichment follows the golden address: a new key makes the customer pending (and drops
-    // the old enrichment); the same key keeps what is there. SET reads the old row values.
-    let address_key = golden
-        .address
-        .as_ref()
-        .and_then(|a| crate::enrich::address_key(&a.value));
-    sqlx::query(
-        "UPDATE customers SET golden = $1, record_count = $2, version = version + 1, \
-         updated_at = $3, merged_into = NULL, incoherence = $6, \
-         enrichment_pending = CASE WHEN enrichment_key IS NOT DISTINCT FROM CAST($5 AS TEXT) \
-           THEN enrichment_pending WHEN CAST($5 AS TEXT) IS NULL THEN 0 ELSE 1 END, \
-         enrichment = CASE WHEN enrichment_key IS NOT DISTINCT FROM CAST($5 AS TEXT) \
-           THEN enrichment ELSE NULL END, \
-         blockgroup_geoid = CASE WHEN enrichment_key IS NOT DISTINCT FROM CAST($5 AS TEXT) \
-           THEN blockgroup_geoid ELSE NULL END, \
-         enrichment_key = CAST($5 AS TEXT) \
-         WHERE id = $4",
-    )
-    .bind(to_json(&golden)?)
-    .bind(members.len() as i64)
-    .bind(now)
-    .bind(id.as_str())
-    .bind(address_key)
-    .bind(incoherence.as_ref().map(to_json).transpose()?)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// The first two members a guard rail says are different people, if any.
-fn incoherence_of(engine: &Engine, members: &[MemberRecord]) -> Option<Incoherence> {
-    if members.len() < 2 {
-        return None;
-    }
     let features: Vec<Features> = members
         .iter()
         .take(c360_matching::INCOHERENCE_CHECK_LIMIT)
         .map(|m| Features::of(&m.record))
         .collect();
-    let found = engine.incoherence(&features.iter().collect::<Vec<_>>())?;
+    let summary = CustomerSummary::of(engine, id, &members, &features.iter().collect::<Vec<_>>())?;
+    update_customers(conn, &[summary], now).await
+}
+
+/// What a customer's row says of its members: the golden record, how many there are, the
+/// address key its enrichment follows, and whether a guard rail says it holds two people.
+pub(crate) struct CustomerSummary {
+    id: CustomerId,
+    golden: String,
+    record_count: i64,
+    address_key: Option<String>,
+    incoherence: Option<String>,
+}
+
+impl CustomerSummary {
+    /// From all the members of customer `id` and the features of (at least the first
+    /// [`c360_matching::INCOHERENCE_CHECK_LIMIT`] of) them, in the same order.
+    pub(crate) fn of(
+        engine: &Engine,
+        id: &CustomerId,
+        members: &[MemberRecord],
+        features: &[&Features],
+    ) -> Result<Self, StoreError> {
+        let max_records = engine.config().max_customer_records;
+        if members.len() > max_records {
+            tracing::warn!(
+                customer_id = %id,
+                records = members.len(),
+                "customer larger than max_customer_records: see GET /v1/reports/large-customers"
+            );
+        }
+        let incoherence = incoherence_of(engine, members, features);
+        if let Some(found) = &incoherence {
+            tracing::warn!(
+                customer_id = %id,
+                guard = %found.guard,
+                "customer holds records a guard rail says are different people: see GET /v1/reports/incoherent-customers"
+            );
+        }
+        let golden = survivorship::golden_record(members, &engine.config().survivorship);
+        let address_key = golden
+            .address
+            .as_ref()
+            .and_then(|a| crate::enrich::address_key(&a.value));
+        Ok(Self {
+            id: id.clone(),
+            golden: to_json(&golden)?,
+            record_count: members.len() as i64,
+            address_key,
+            incoherence: incoherence.as_ref().map(to_json).transpose()?,
+        })
+    }
+}
+
+/// Writes the summaries of customers that exist, bumping their versions, all in one
+/// statement: a bulk chunk grows thousands of customers, and a statement per customer would
+/// dominate it. Enrichment follows the golden address: a new key makes the customer pending
+/// (and drops the old enrichment); the same key keeps what is there. SET reads the old row.
+pub(crate) async fn update_customers(
+    conn: &mut AnyConnection,
+    summaries: &[CustomerSummary],
+    now: i64,
+) -> Result<(), StoreError> {
+    let values: Vec<_> = summaries
+        .iter()
+        .map(|s| {
+            (
+                s.id.as_str(),
+                s.golden.as_str(),
+                s.record_count,
+                s.address_key.as_deref(),
+                s.incoherence.as_deref(),
+            )
+        })
+        .collect();
+    let sql = format!(
+        "UPDATE customers SET golden = v.c1, record_count = CAST(v.c2 AS BIGINT), \
+         version = version + 1, updated_at = $2, merged_into = NULL, incoherence = v.c4, \
+         enrichment_pending = CASE WHEN enrichment_key IS NOT DISTINCT FROM v.c3 \
+           THEN enrichment_pending WHEN v.c3 IS NULL THEN 0 ELSE 1 END, \
+         enrichment = CASE WHEN enrichment_key IS NOT DISTINCT FROM v.c3 \
+           THEN enrichment ELSE NULL END, \
+         blockgroup_geoid = CASE WHEN enrichment_key IS NOT DISTINCT FROM v.c3 \
+           THEN blockgroup_geoid ELSE NULL END, \
+         enrichment_key = v.c3 \
+         FROM {} WHERE customers.id = v.c0",
+        json_rows(conn, 1, 5, "v")
+    );
+    for chunk in values.chunks(JSON_ROWS_PER_STATEMENT) {
+        sqlx::query(&sql)
+            .bind(json_rows_param(chunk)?)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The first two members a guard rail says are different people, if any; `features` are
+/// those of the members, in order (the first ones suffice).
+fn incoherence_of(
+    engine: &Engine,
+    members: &[MemberRecord],
+    features: &[&Features],
+) -> Option<Incoherence> {
+    if members.len() < 2 {
+        return None;
+    }
+    let found = engine.incoherence(features)?;
     Some(Incoherence {
         a: members[found.first].record.key(),
         b: members[found.second].record.key(),

@@ -67,6 +67,16 @@ struct Statistics {
 /// at the last refresh, and at least this many.
 const STALE_AFTER_ROWS: u64 = 1_000;
 
+/// SQLite page cache of each reading connection, in KiB.
+const SQLITE_READER_CACHE_KIB: i64 = 32 * 1024;
+/// SQLite page cache of the one writing connection, in KiB: every write walks the indexes
+/// (blocking keys, identifiers, records) at random places, and a bulk chunk touches most of
+/// their pages; pages that fall out are read back with a system call each.
+const SQLITE_WRITER_CACHE_KIB: i64 = 256 * 1024;
+/// Reads of pages not in a connection's cache go through a memory map instead of a system
+/// call each; address space only, the OS page cache holds the pages either way.
+const SQLITE_MMAP_BYTES: i64 = 4 << 30;
+
 /// A write transaction plus, on SQLite, the process-wide writer slot it holds.
 pub struct WriteTx {
     pub tx: sqlx::Transaction<'static, sqlx::Any>,
@@ -86,7 +96,7 @@ impl Database {
             Engine::Postgres => url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool_of = |connections: u32| {
+        let pool_of = |connections: u32, cache_kib: i64| {
             AnyPoolOptions::new()
                 .max_connections(connections)
                 .acquire_timeout(Duration::from_secs(10))
@@ -98,9 +108,13 @@ impl Database {
                             // A larger page cache than SQLite's 2 MB keeps the indexes a
                             // look-up walks in memory.
                             conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                                 PRAGMA cache_size = -32768;",
+                                format!(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                                     PRAGMA cache_size = -{cache_kib}; \
+                                     PRAGMA mmap_size = {SQLITE_MMAP_BYTES};"
+                                )
+                                .as_str(),
                             )
                             .await?;
                         }
@@ -108,7 +122,7 @@ impl Database {
                     })
                 })
         };
-        let pool = pool_of(max_connections)
+        let pool = pool_of(max_connections, SQLITE_READER_CACHE_KIB)
             .connect_with(options.clone())
             .await?;
         // SQLite has one writer at a time, so writes go through one connection of their own:
@@ -116,7 +130,11 @@ impl Database {
         // dropped whenever another connection has written), and the pages a write reads
         // (candidates, customers) are mostly there already.
         let sqlite_writer = match engine {
-            Engine::Sqlite => Some(pool_of(1).connect_with(options).await?),
+            Engine::Sqlite => Some(
+                pool_of(1, SQLITE_WRITER_CACHE_KIB)
+                    .connect_with(options)
+                    .await?,
+            ),
             Engine::Postgres => None,
         };
         Ok(Self {
@@ -346,22 +364,32 @@ pub fn placeholders(start: usize, count: usize) -> String {
         .join(", ")
 }
 
-/// Rows per multi-row INSERT of up to 4 columns (half that for wider rows), and values per IN
-/// list. Measured on bulk loads: 100 beats both 400 and 2,000 (long statements cost more to
-/// prepare than their fewer round trips save).
-pub const ROWS_PER_STATEMENT: usize = 100;
+/// Rows per statement when they travel as one JSON value ([`json_rows`]).
+pub const JSON_ROWS_PER_STATEMENT: usize = 10_000;
 
-/// `($1, $2, ...), ($n+1, ...)` for a multi-row INSERT of `rows` rows of `columns` values.
-pub fn value_rows(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = (0..columns)
-                .map(|c| format!("${}", r * columns + c + 1))
-                .collect();
-            format!("({})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// A table named `alias` of `columns` text columns `c0, c1...` read from parameter `$param`,
+/// a JSON array of arrays (see [`json_rows_param`]). A whole chunk of rows then travels as
+/// one value and the database unpacks it: binding values one by one cost more per row than
+/// the database takes to write it (half of a bulk chunk's inserts), and a statement of
+/// thousands of placeholders costs more to prepare than its fewer round trips save.
+pub fn json_rows(conn: &sqlx::AnyConnection, param: usize, columns: usize, alias: &str) -> String {
+    let cells: Vec<String> = (0..columns).map(|c| format!("x ->> {c} AS c{c}")).collect();
+    if conn.backend_name() == "PostgreSQL" {
+        format!(
+            "(SELECT {} FROM json_array_elements(CAST(${param} AS json)) AS x) AS {alias}",
+            cells.join(", ")
+        )
+    } else {
+        format!(
+            "(SELECT {} FROM (SELECT value AS x FROM json_each(${param}))) AS {alias}",
+            cells.join(", ")
+        )
+    }
+}
+
+/// The JSON value of rows for [`json_rows`].
+pub fn json_rows_param<R: serde::Serialize>(rows: &[R]) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// `($s, $s+1), ($s+2, $s+3), ...` for row-value `IN` lists of (source, source_id) pairs.

@@ -13,6 +13,7 @@ on_both_engines!(
     ndjson_and_multipart_uploads,
     file_level_errors_store_nothing,
     an_interrupted_job_resumes_after_a_restart,
+    an_uploaded_record_joins_a_customer_only_if_every_member_agrees,
 );
 
 /// Batch resolution (`c360 resolve`) and a bulk upload of the same file give the same
@@ -77,6 +78,53 @@ async fn an_upload_and_batch_resolution_agree() {
         differing * 100 <= total * 3,
         "{differing} of {total} pairs differ between the upload and c360 resolve"
     );
+}
+
+/// A stored customer is joined whole or not at all: the guard rails check the new record
+/// against every member, also those that share no blocking key with it (and so were no
+/// candidates). Here an anonymous app record holds one loyalty card, and a shop record with
+/// another card matches the customer's web record by phone and surname: two cards are two
+/// people, so the shop record gets a customer of its own and a review, and no customer holds
+/// both cards.
+async fn an_uploaded_record_joins_a_customer_only_if_every_member_agrees(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let header = "source,source_id,first_name,last_name,phone,loyalty_id,device_id";
+    let first = format!(
+        "{header}\nmobile,app-1,,,,LOY-1001,dev-77\nweb,w-1,John,Smith,+1 212 555 0143,,dev-77\n"
+    );
+    let (status, job) = upload(&app, "text/csv", first.into_bytes()).await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(finished(&app, &job).await["accepted"], 2);
+    let (_, app_record) = app.get_json("/v1/records/mobile/app-1").await;
+    let (_, web) = app.get_json("/v1/records/web/w-1").await;
+    assert_eq!(
+        app_record["customer_id"], web["customer_id"],
+        "one device, one customer"
+    );
+
+    let second = format!("{header}\npos,p-1,John,Smith,(212) 555-0143,LOY-2002,\n");
+    let (status, job) = upload(&app, "text/csv", second.into_bytes()).await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(finished(&app, &job).await["accepted"], 1);
+    let (_, shop) = app.get_json("/v1/records/pos/p-1").await;
+    assert_ne!(
+        shop["customer_id"], web["customer_id"],
+        "a second loyalty card keeps the shop record out"
+    );
+    let (_, report) = app.get_json("/v1/reports/incoherent-customers").await;
+    assert_eq!(report["customers"], json!([]), "{report}");
+    let (_, queue) = app.get_json("/v1/reviews").await;
+    let reasons: Vec<&Value> = queue["reviews"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["reason"])
+        .collect();
+    assert!(
+        reasons.contains(&&json!("conflicting_loyalty_ids")),
+        "the refused link waits for review: {queue}"
+    );
+    app.stop().await;
 }
 
 const HEADER: &str =
