@@ -367,8 +367,9 @@ pub fn placeholders(start: usize, count: usize) -> String {
 /// Rows per statement when they travel as one JSON value ([`json_rows`]).
 pub const JSON_ROWS_PER_STATEMENT: usize = 10_000;
 
-/// A table named `alias` of `columns` text columns `c0, c1...` read from parameter `$param`,
-/// a JSON array of arrays (see [`json_rows_param`]). A whole chunk of rows then travels as
+/// A table named `alias` of `columns` columns `c0, c1...` read from parameter `$param`, a JSON
+/// array of arrays (see [`json_rows_param`]). PostgreSQL reads every cell as text and SQLite
+/// keeps JSON numbers numeric, so callers `CAST` the numeric columns. A whole chunk of rows then travels as
 /// one value and the database unpacks it: binding values one by one cost more per row than
 /// the database takes to write it (half of a bulk chunk's inserts), and a statement of
 /// thousands of placeholders costs more to prepare than its fewer round trips save.
