@@ -32,7 +32,7 @@ use crate::resolver::{
     to_json, to_time, update_customers, write_index, CustomerSummary, Review, StoredRecord,
     LINKS_PER_CUSTOMER, RECORD_COLUMNS,
 };
-use crate::store::{json_rows, json_rows_param, JSON_ROWS_PER_STATEMENT};
+use crate::store::{execute_json_rows, json_rows, json_rows_param, JSON_ROWS_PER_STATEMENT};
 use crate::Resolver;
 
 impl Resolver {
@@ -470,12 +470,5 @@ async fn insert_new_customers(
          SELECT c0, c1, CAST(c2 AS BIGINT), 1, $2, $2, c3, CAST(c4 AS BIGINT) FROM {}",
         json_rows(conn, 1, 5, "v")
     );
-    for chunk in values.chunks(JSON_ROWS_PER_STATEMENT) {
-        sqlx::query(&sql)
-            .bind(json_rows_param(chunk)?)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    execute_json_rows(conn, &sql, &values, Some(now)).await
 }

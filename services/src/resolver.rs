@@ -32,8 +32,8 @@ use crate::customer_view::DynamoViews;
 use crate::enrich::Enricher;
 use crate::error::{ServiceError, StoreError};
 use crate::store::{
-    json_rows, json_rows_param, pair_placeholders, placeholders, Database, WriteTx,
-    JSON_ROWS_PER_STATEMENT,
+    execute_json_rows, fetch_json_rows, json_rows, pair_placeholders, placeholders, Database,
+    WriteTx,
 };
 
 /// Transactions that hit a deadlock or serialization failure are tried this many times.
@@ -557,21 +557,15 @@ impl Resolver {
             json_rows(conn, 1, 2, "v")
         );
         let values: Vec<(&str, &str)> = values.iter().map(|(f, v)| (f.name(), *v)).collect();
-        for chunk in values.chunks(JSON_ROWS_PER_STATEMENT) {
-            let rows = sqlx::query(&sql)
-                .bind(json_rows_param(chunk)?)
-                .fetch_all(&mut *conn)
-                .await?;
-            for row in rows {
-                let field: String = row.try_get(0)?;
-                let Some(field) = Field::from_name(&field) else {
-                    continue;
-                };
-                counts.insert(
-                    (field, row.try_get::<String, _>(1)?),
-                    row.try_get::<i64, _>(2)? as f64,
-                );
-            }
+        for row in fetch_json_rows(conn, &sql, &values).await? {
+            let field: String = row.try_get(0)?;
+            let Some(field) = Field::from_name(&field) else {
+                continue;
+            };
+            counts.insert(
+                (field, row.try_get::<String, _>(1)?),
+                row.try_get::<i64, _>(2)? as f64,
+            );
         }
         Ok(StoredNames { total, counts })
     }
@@ -1080,28 +1074,20 @@ pub(crate) async fn customer_of_each(
          WHERE (source, source_id) IN (SELECT c0, c1 FROM {})",
         json_rows(conn, 1, 2, "v")
     );
-    for chunk in keys.chunks(JSON_ROWS_PER_STATEMENT) {
-        let rows = sqlx::query(&sql)
-            .bind(key_rows_param(chunk)?)
-            .fetch_all(&mut *conn)
-            .await?;
-        for row in rows {
-            out.insert(
-                key_from_row(&row, 0)?,
-                parse_customer_id(&row.try_get::<String, _>(2)?)?,
-            );
-        }
+    for row in fetch_json_rows(conn, &sql, &key_rows(keys)).await? {
+        out.insert(
+            key_from_row(&row, 0)?,
+            parse_customer_id(&row.try_get::<String, _>(2)?)?,
+        );
     }
     Ok(out)
 }
 
 /// Record keys as the rows of [`json_rows`]: `c0` the source, `c1` the source id.
-fn key_rows_param(keys: &[RecordKey]) -> Result<String, StoreError> {
-    let rows: Vec<(&str, &str)> = keys
-        .iter()
+fn key_rows(keys: &[RecordKey]) -> Vec<(&str, &str)> {
+    keys.iter()
         .map(|k| (k.source.as_str(), k.source_id.as_str()))
-        .collect();
-    json_rows_param(&rows)
+        .collect()
 }
 
 pub(crate) fn key_from_row(row: &sqlx::any::AnyRow, first: usize) -> Result<RecordKey, StoreError> {
@@ -1126,17 +1112,11 @@ pub(crate) async fn records_of_customers(
         json_rows(conn, 1, 1, "v")
     );
     let ids: Vec<[&str; 1]> = ids.iter().map(|id| [id.as_str()]).collect();
-    let mut out = Vec::new();
-    for chunk in ids.chunks(JSON_ROWS_PER_STATEMENT) {
-        let rows = sqlx::query(&sql)
-            .bind(json_rows_param(chunk)?)
-            .fetch_all(&mut *conn)
-            .await?;
-        for row in &rows {
-            out.push(record_from_row(row)?);
-        }
-    }
-    Ok(out)
+    fetch_json_rows(conn, &sql, &ids)
+        .await?
+        .iter()
+        .map(record_from_row)
+        .collect()
 }
 
 /// Edges whose first endpoint belongs to one of the customers (both ends are filtered by the
@@ -1197,13 +1177,7 @@ pub(crate) async fn apply_name_counts(
          ON CONFLICT (field, value) DO UPDATE SET count = name_counts.count + excluded.count",
         json_rows(conn, 1, 3, "v")
     );
-    for chunk in values.chunks(JSON_ROWS_PER_STATEMENT) {
-        sqlx::query(&sql)
-            .bind(json_rows_param(chunk)?)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    execute_json_rows(conn, &sql, &values, None).await
 }
 
 /// Active cannot-links whose both ends are among `keys`.
@@ -1218,14 +1192,8 @@ pub(crate) async fn cannot_links_among(
          AND (a_source, a_source_id) IN (SELECT c0, c1 FROM {})",
         json_rows(conn, 1, 2, "v")
     );
-    for chunk in keys.chunks(JSON_ROWS_PER_STATEMENT) {
-        let rows = sqlx::query(&sql)
-            .bind(key_rows_param(chunk)?)
-            .fetch_all(&mut *conn)
-            .await?;
-        for row in rows {
-            out.push((key_from_row(&row, 0)?, key_from_row(&row, 2)?));
-        }
+    for row in fetch_json_rows(conn, &sql, &key_rows(keys)).await? {
+        out.push((key_from_row(&row, 0)?, key_from_row(&row, 2)?));
     }
     let members: BTreeSet<&RecordKey> = keys.iter().collect();
     out.retain(|(_, b)| members.contains(b));
@@ -1303,14 +1271,7 @@ pub(crate) async fn insert_records(
          SELECT c0, c1, c2, c3, CAST(c4 AS BIGINT), CAST(c5 AS BIGINT), $2 FROM {}",
         json_rows(conn, 1, 6, "v")
     );
-    for chunk in values.chunks(JSON_ROWS_PER_STATEMENT) {
-        sqlx::query(&sql)
-            .bind(json_rows_param(chunk)?)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    execute_json_rows(conn, &sql, &values, Some(now)).await
 }
 
 /// Files the record under its identifiers and blocking keys.
@@ -1334,28 +1295,17 @@ pub(crate) async fn write_index(
     // In index order: each B-tree page is then visited once per chunk, not once per row.
     identifiers.sort_unstable();
     keys.sort_unstable();
-    for chunk in identifiers.chunks(JSON_ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO record_identifiers (kind, value, source, source_id) \
-             SELECT c0, c1, c2, c3 FROM {}",
-            json_rows(conn, 1, 4, "v")
-        );
-        sqlx::query(&sql)
-            .bind(json_rows_param(chunk)?)
-            .execute(&mut *conn)
-            .await?;
-    }
-    for chunk in keys.chunks(JSON_ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO blocking_keys (key, source, source_id) SELECT c0, c1, c2 FROM {}",
-            json_rows(conn, 1, 3, "v")
-        );
-        sqlx::query(&sql)
-            .bind(json_rows_param(chunk)?)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    let sql = format!(
+        "INSERT INTO record_identifiers (kind, value, source, source_id) \
+         SELECT c0, c1, c2, c3 FROM {}",
+        json_rows(conn, 1, 4, "v")
+    );
+    execute_json_rows(conn, &sql, &identifiers, None).await?;
+    let sql = format!(
+        "INSERT INTO blocking_keys (key, source, source_id) SELECT c0, c1, c2 FROM {}",
+        json_rows(conn, 1, 3, "v")
+    );
+    execute_json_rows(conn, &sql, &keys, None).await
 }
 
 async fn clear_index(conn: &mut AnyConnection, key: &RecordKey) -> Result<(), StoreError> {
@@ -1418,14 +1368,7 @@ pub(crate) async fn insert_edges(
          SELECT c0, c1, c2, c3, c4, $2 FROM {} WHERE true ON CONFLICT DO NOTHING",
         json_rows(conn, 1, 5, "v")
     );
-    for chunk in values.chunks(JSON_ROWS_PER_STATEMENT) {
-        sqlx::query(&sql)
-            .bind(json_rows_param(chunk)?)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    execute_json_rows(conn, &sql, &values, Some(now)).await
 }
 
 async fn delete_links_of(conn: &mut AnyConnection, key: &RecordKey) -> Result<(), StoreError> {
@@ -1594,14 +1537,7 @@ pub(crate) async fn update_customers(
          FROM {} WHERE customers.id = v.c0",
         json_rows(conn, 1, 5, "v")
     );
-    for chunk in values.chunks(JSON_ROWS_PER_STATEMENT) {
-        sqlx::query(&sql)
-            .bind(json_rows_param(chunk)?)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    execute_json_rows(conn, &sql, &values, Some(now)).await
 }
 
 /// The first two members a guard rail says are different people, if any; `features` are

@@ -388,6 +388,43 @@ pub fn json_rows(conn: &sqlx::AnyConnection, param: usize, columns: usize, alias
     }
 }
 
+/// Runs `sql`, whose `$1` is a [`json_rows`] table, once per [`JSON_ROWS_PER_STATEMENT`] of
+/// `rows`; `now`, when given, is its `$2`.
+pub async fn execute_json_rows<R: serde::Serialize>(
+    conn: &mut sqlx::AnyConnection,
+    sql: &str,
+    rows: &[R],
+    now: Option<i64>,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(JSON_ROWS_PER_STATEMENT) {
+        let mut query = sqlx::query(sql).bind(json_rows_param(chunk)?);
+        if let Some(now) = now {
+            query = query.bind(now);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The rows `sql` returns, whose `$1` is a [`json_rows`] table, run once per
+/// [`JSON_ROWS_PER_STATEMENT`] of `rows`.
+pub async fn fetch_json_rows<R: serde::Serialize>(
+    conn: &mut sqlx::AnyConnection,
+    sql: &str,
+    rows: &[R],
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in rows.chunks(JSON_ROWS_PER_STATEMENT) {
+        out.extend(
+            sqlx::query(sql)
+                .bind(json_rows_param(chunk)?)
+                .fetch_all(&mut *conn)
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
 /// The JSON value of rows for [`json_rows`].
 pub fn json_rows_param<R: serde::Serialize>(rows: &[R]) -> Result<String, StoreError> {
     serde_json::to_string(rows).map_err(|e| StoreError::Corrupt(e.to_string()))
