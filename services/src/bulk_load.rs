@@ -12,7 +12,7 @@
 //!
 //! Rows travel to and from the database as one JSON value per statement
 //! ([`crate::store::json_rows`]), and the database sizes up blocks and reads the candidates in
-//! one query per few thousand keys.
+//! one query.
 //!
 //! On PostgreSQL a chunk holds an exclusive advisory lock that every record-by-record writer
 //! takes in shared mode, so the chunk sees a stable store without locking thousands of keys.
@@ -22,17 +22,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use c360_domain::{CustomerId, IngestOutcome, MemberRecord, Profile, RecordKey};
 use c360_matching::compare::{Field, MISSING};
 use c360_matching::graph::GuardedClusters;
-use c360_matching::{batch, blocking, survivorship, Features, Verdict};
-use sqlx::AnyConnection;
+use c360_matching::{batch, blocking, survivorship, Features, PairDecision, Verdict};
+use sqlx::{AnyConnection, Row};
 
 use crate::error::{ServiceError, StoreError};
 use crate::resolver::{
     absorb, apply_name_counts, cannot_links_among, customer_of_each, insert_edges, insert_records,
-    name_changes, new_customer_id, now_millis, ordered, record_from_row, records_of_customers,
-    to_json, to_time, update_customers, write_index, CustomerSummary, Review, StoredRecord,
-    LINKS_PER_CUSTOMER, RECORD_COLUMNS,
+    name_changes, new_customer_id, now_millis, ordered, record_from_row, to_json, to_time,
+    update_customers, CustomerSummary, Review, StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
 };
-use crate::store::{execute_json_rows, json_rows, json_rows_param, JSON_ROWS_PER_STATEMENT};
+use crate::store::{execute_json_rows, fetch_json_rows, json_rows, json_rows_param};
 use crate::Resolver;
 
 impl Resolver {
@@ -96,15 +95,17 @@ impl Resolver {
     ) -> Result<Vec<IngestOutcome>, ServiceError> {
         let started = std::time::Instant::now();
         let mut write = self.db.begin_bulk_write().await?;
+        let locked = started.elapsed();
         let conn: &mut AnyConnection = &mut write.tx;
         let now = now_millis();
         let n = profiles.len();
-        let mut features: Vec<Features> = profiles.iter().map(Features::of).collect();
+        // Normalizing and scoring run on every core; the database waits for them either way.
+        let mut features: Vec<Features> = batch::parallel_map(profiles, Features::of);
 
         // Stored records sharing a blocking key with the chunk, blocks capped as in batch.
         let mut stored = stored_candidates(conn, &features, self.candidate_caps()).await?;
         let queried = started.elapsed();
-        features.extend(stored.iter().map(|s| Features::of(&s.profile)));
+        features.extend(batch::parallel_map(&stored, |s| Features::of(&s.profile)));
         let names = self
             .stored_names(conn, &features.iter().collect::<Vec<_>>())
             .await?;
@@ -114,11 +115,21 @@ impl Resolver {
         let (max_block, max_fuzzy) = self.candidate_caps();
         let (pairs, _, _) = batch::candidate_pairs(&features, max_block, max_fuzzy);
         let engine = self.engine.clone();
+        let pairs: Vec<(u32, u32)> = pairs
+            .into_iter()
+            .filter(|&(i, _)| (i as usize) < n)
+            .collect();
+        let parts: Vec<&[(u32, u32)]> = pairs.chunks(4096).collect();
+        let decided: Vec<Vec<(usize, usize, PairDecision)>> = batch::parallel_map(&parts, |part| {
+            part.iter()
+                .map(|&(i, j)| (i as usize, j as usize))
+                .map(|(i, j)| (i, j, engine.decide(&features[i], &features[j], &names)))
+                .filter(|(_, _, decision)| decision.verdict != Verdict::NonMatch)
+                .collect()
+        });
         let mut links = Vec::new();
         let mut reviews: BTreeMap<usize, Vec<Review>> = BTreeMap::new();
-        for (i, j) in pairs.into_iter().filter(|&(i, _)| (i as usize) < n) {
-            let (i, j) = (i as usize, j as usize);
-            let decision = engine.decide(&features[i], &features[j], &names);
+        for (i, j, decision) in decided.into_iter().flatten() {
             match decision.verdict {
                 Verdict::NonMatch => {}
                 Verdict::Match => links.push((
@@ -155,12 +166,9 @@ impl Resolver {
             .collect();
         let held: HashSet<RecordKey> = stored.iter().map(|s| s.profile.key()).collect();
         let joinable: Vec<CustomerId> = joinable.into_iter().collect();
-        for member in records_of_customers(conn, &joinable).await? {
-            if !held.contains(&member.profile.key()) {
-                features.push(Features::of(&member.profile));
-                stored.push(member);
-            }
-        }
+        let others = other_members(conn, &joinable, &held).await?;
+        features.extend(batch::parallel_map(&others, |s| Features::of(&s.profile)));
+        stored.extend(others);
         let keys: Vec<RecordKey> = profiles
             .iter()
             .map(Profile::key)
@@ -249,7 +257,7 @@ impl Resolver {
         let mut outcomes = vec![IngestOutcome::JoinedCustomer; n];
         let mut customer_of = vec![None; n];
         let mut created: Vec<(CustomerId, Vec<usize>)> = Vec::new();
-        let mut grown: Vec<CustomerSummary> = Vec::new();
+        let mut grown: Vec<(CustomerId, Vec<usize>)> = Vec::new();
         for group in groups.into_values() {
             let Some(&first) = group.new.first() else {
                 continue; // a stored customer no new record joined
@@ -273,21 +281,7 @@ impl Resolver {
                     let mut members: Vec<usize> =
                         group.new.iter().chain(&group.stored).copied().collect();
                     members.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
-                    let records: Vec<MemberRecord> = members
-                        .iter()
-                        .map(|&m| member(profiles, &stored, m, now))
-                        .collect();
-                    let member_features: Vec<&Features> = members
-                        .iter()
-                        .take(c360_matching::INCOHERENCE_CHECK_LIMIT)
-                        .map(|&m| &features[m])
-                        .collect();
-                    grown.push(CustomerSummary::of(
-                        &engine,
-                        survivor,
-                        &records,
-                        &member_features,
-                    )?);
+                    grown.push((survivor.clone(), members));
                     survivor.clone()
                 }
             };
@@ -296,18 +290,31 @@ impl Resolver {
             }
         }
 
+        // Golden records and coherence of the grown customers, on every core.
+        let grown: Vec<CustomerSummary> = batch::parallel_map(&grown, |(id, members)| {
+            let records: Vec<MemberRecord> = members
+                .iter()
+                .map(|&m| member(profiles, &stored, m, now))
+                .collect();
+            let member_features: Vec<&Features> = members
+                .iter()
+                .take(c360_matching::INCOHERENCE_CHECK_LIMIT)
+                .map(|&m| &features[m])
+                .collect();
+            CustomerSummary::of(&engine, id, &records, &member_features)
+        })
+        .into_iter()
+        .collect::<Result<_, _>>()?;
         let linked = started.elapsed();
         insert_new_customers(conn, profiles, &created, self.survivorship(), now).await?;
         let mut rows = Vec::with_capacity(n);
-        for (profile, customer) in profiles.iter().zip(&customer_of) {
+        for ((profile, features), customer) in profiles.iter().zip(&features).zip(&customer_of) {
             let customer = customer
                 .as_ref()
                 .ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))?;
-            rows.push((profile, customer, now));
+            rows.push((profile, features, customer, now));
         }
         insert_records(conn, &rows, now).await?;
-        let indexed: Vec<(&Profile, &Features)> = profiles.iter().zip(&features[..n]).collect();
-        write_index(conn, &indexed).await?;
         insert_edges(conn, &written_links, now).await?;
         let inserted = started.elapsed();
         update_customers(conn, &grown, now).await?;
@@ -328,7 +335,8 @@ impl Resolver {
             candidates = held.len(),
             members = stored.len() - held.len(),
             grown = grown.len(),
-            queried_ms = ms(queried),
+            locked_ms = ms(locked),
+            queried_ms = ms(queried - locked),
             loaded_ms = ms(loaded - queried),
             decided_ms = ms(decided - loaded),
             members_ms = ms(members_loaded - decided),
@@ -391,9 +399,8 @@ async fn stored_candidates(
         .into_iter()
         .map(|key| [key])
         .partition(|[key]| blocking::is_identifier_key(key));
-    // One statement per few thousand keys: the database sizes up each block (reading at most
-    // cap + 1 of its entries) and reads the records; per-row traffic between the database
-    // and here cost more than all of that.
+    // The database sizes up each block (reading at most cap + 1 of its entries) and reads the
+    // records; per-row traffic between the database and here cost more than all of that.
     let small_blocks = |probes: String, cap: usize| {
         format!(
             "SELECT p.c0 FROM {probes} WHERE (SELECT 1 FROM blocking_keys k WHERE k.key = p.c0 \
@@ -406,31 +413,46 @@ async fn stored_candidates(
         small_blocks(json_rows(conn, 1, 1, "p"), max_block),
         small_blocks(json_rows(conn, 2, 1, "p"), max_fuzzy)
     );
-    let mut seen: HashSet<RecordKey> = HashSet::new();
-    let mut stored = Vec::new();
-    let statements = identifiers
-        .len()
-        .max(fuzzy.len())
-        .div_ceil(JSON_ROWS_PER_STATEMENT);
-    for s in 0..statements {
-        let part = |keys: &[[String; 1]]| {
-            let from = (s * JSON_ROWS_PER_STATEMENT).min(keys.len());
-            let to = ((s + 1) * JSON_ROWS_PER_STATEMENT).min(keys.len());
-            json_rows_param(&keys[from..to])
-        };
-        let rows = sqlx::query(&sql)
-            .bind(part(&identifiers)?)
-            .bind(part(&fuzzy)?)
-            .fetch_all(&mut *conn)
-            .await?;
-        for row in rows {
-            let record = record_from_row(&row)?;
-            if seen.insert(record.profile.key()) {
-                stored.push(record);
-            }
+    // All keys in one statement: split over several, a record sharing keys with the chunk
+    // in more than one part came back (and was decoded) once per part.
+    let rows = sqlx::query(&sql)
+        .bind(json_rows_param(&identifiers)?)
+        .bind(json_rows_param(&fuzzy)?)
+        .fetch_all(&mut *conn)
+        .await?;
+    let stored = rows
+        .iter()
+        .map(record_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(stored)
+}
+
+/// The members of `customers` that are not in `held`. Those in `held` are not decoded again:
+/// most members of a joinable customer were candidates already.
+async fn other_members(
+    conn: &mut AnyConnection,
+    customers: &[CustomerId],
+    held: &HashSet<RecordKey>,
+) -> Result<Vec<StoredRecord>, StoreError> {
+    let sql = format!(
+        "SELECT r.source, r.source_id, {RECORD_COLUMNS} FROM records r \
+         WHERE r.customer_id IN (SELECT c0 FROM {}) ORDER BY r.source, r.source_id",
+        json_rows(conn, 1, 1, "v")
+    );
+    let held: HashSet<(&str, &str)> = held
+        .iter()
+        .map(|key| (key.source.as_str(), key.source_id.as_str()))
+        .collect();
+    let ids: Vec<[&str; 1]> = customers.iter().map(|id| [id.as_str()]).collect();
+    let mut others = Vec::new();
+    for row in fetch_json_rows(conn, &sql, &ids).await? {
+        let source: &str = row.try_get(0)?;
+        let source_id: &str = row.try_get(1)?;
+        if !held.contains(&(source, source_id)) {
+            others.push(record_from_row(&row)?);
         }
     }
-    Ok(stored)
+    Ok(others)
 }
 
 async fn insert_new_customers(

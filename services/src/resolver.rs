@@ -32,8 +32,8 @@ use crate::customer_view::DynamoViews;
 use crate::enrich::Enricher;
 use crate::error::{ServiceError, StoreError};
 use crate::store::{
-    execute_json_rows, fetch_json_rows, json_rows, pair_placeholders, placeholders, Database,
-    WriteTx,
+    execute_json_rows, fetch_json_rows, json_rows, json_rows_param, pair_placeholders,
+    placeholders, Database, WriteTx,
 };
 
 /// Transactions that hit a deadlock or serialization failure are tried this many times.
@@ -371,8 +371,12 @@ impl Resolver {
             }
         };
 
-        insert_records(&mut write.tx, &[(profile, &customer_id, now)], now).await?;
-        write_index(&mut write.tx, &[(profile, features)]).await?;
+        insert_records(
+            &mut write.tx,
+            &[(profile, features, &customer_id, now)],
+            now,
+        )
+        .await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
         if !absorbed.is_empty() {
             absorb(&mut write.tx, &absorbed, &customer_id, now).await?;
@@ -402,19 +406,22 @@ impl Resolver {
             .await?;
         affected.insert(stored.customer_id.clone());
 
+        // The old keys first: clear_index reads them from the row this overwrites.
+        clear_index(&mut write.tx, &key).await?;
+        let filed = blocking::keys(features);
         sqlx::query(
-            "UPDATE records SET profile = $1, source_updated_at = $2, last_changed_at = $3 \
-             WHERE source = $4 AND source_id = $5",
+            "UPDATE records SET profile = $1, source_updated_at = $2, last_changed_at = $3, \
+             filed_keys = $4 WHERE source = $5 AND source_id = $6",
         )
         .bind(to_json(profile)?)
         .bind(profile.updated_at.map(|t| t.timestamp_millis()))
         .bind(now)
+        .bind(to_json(&filed)?)
         .bind(key.source.as_str())
         .bind(key.source_id.as_str())
         .execute(&mut *write.tx)
         .await?;
-        clear_index(&mut write.tx, &key).await?;
-        write_index(&mut write.tx, &[(profile, features)]).await?;
+        write_index(&mut write.tx, &[(profile, filed.as_slice())]).await?;
         delete_links_of(&mut write.tx, &key).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
 
@@ -1246,14 +1253,16 @@ async fn delete_customer(conn: &mut AnyConnection, id: &CustomerId) -> Result<()
     Ok(())
 }
 
-/// Inserts records, each with its customer and first-seen time.
+/// Inserts records, each with its customer and first-seen time, and files them under their
+/// identifiers and blocking keys.
 pub(crate) async fn insert_records(
     conn: &mut AnyConnection,
-    rows: &[(&Profile, &CustomerId, i64)],
+    rows: &[(&Profile, &Features, &CustomerId, i64)],
     now: i64,
 ) -> Result<(), StoreError> {
+    let filed: Vec<Vec<String>> = rows.iter().map(|row| blocking::keys(row.1)).collect();
     let mut values = Vec::with_capacity(rows.len());
-    for (profile, customer_id, first_seen) in rows {
+    for ((profile, _, customer_id, first_seen), keys) in rows.iter().zip(&filed) {
         values.push((
             profile.source.as_str(),
             profile.source_id.as_str(),
@@ -1261,34 +1270,40 @@ pub(crate) async fn insert_records(
             to_json(profile)?,
             profile.updated_at.map(|t| t.timestamp_millis()),
             *first_seen,
+            to_json(keys)?,
         ));
     }
     // In key order, as the primary key's B-tree wants them.
     values.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     let sql = format!(
         "INSERT INTO records (source, source_id, customer_id, profile, source_updated_at, \
-         first_seen_at, last_changed_at) \
-         SELECT c0, c1, c2, c3, CAST(c4 AS BIGINT), CAST(c5 AS BIGINT), $2 FROM {}",
-        json_rows(conn, 1, 6, "v")
+         first_seen_at, last_changed_at, filed_keys) \
+         SELECT c0, c1, c2, c3, CAST(c4 AS BIGINT), CAST(c5 AS BIGINT), $2, c6 FROM {}",
+        json_rows(conn, 1, 7, "v")
     );
-    execute_json_rows(conn, &sql, &values, Some(now)).await
+    execute_json_rows(conn, &sql, &values, Some(now)).await?;
+    let indexed: Vec<(&Profile, &[String])> = rows
+        .iter()
+        .zip(&filed)
+        .map(|(row, keys)| (row.0, keys.as_slice()))
+        .collect();
+    write_index(conn, &indexed).await
 }
 
-/// Files the record under its identifiers and blocking keys.
 /// Writes the identifiers and blocking keys of records, in multi-row INSERTs: a round trip
-/// per key would dominate ingest.
-pub(crate) async fn write_index(
+/// per key would dominate ingest. `records.filed_keys` must list the same blocking keys.
+async fn write_index(
     conn: &mut AnyConnection,
-    records: &[(&Profile, &Features)],
+    records: &[(&Profile, &[String])],
 ) -> Result<(), StoreError> {
     let mut identifiers: Vec<(&'static str, String, &str, &str)> = Vec::new();
-    let mut keys: Vec<(String, &str, &str)> = Vec::new();
-    for (profile, features) in records {
+    let mut keys: Vec<(&str, &str, &str)> = Vec::new();
+    for (profile, filed) in records {
         let (source, id) = (profile.source.as_str(), profile.source_id.as_str());
         for (kind, value) in identifier_keys(profile) {
             identifiers.push((kind.as_str(), value, source, id));
         }
-        for key in blocking::keys(features) {
+        for key in filed.iter() {
             keys.push((key, source, id));
         }
     }
@@ -1308,16 +1323,40 @@ pub(crate) async fn write_index(
     execute_json_rows(conn, &sql, &keys, None).await
 }
 
+/// Removes a stored record from the index: its identifiers, and the blocking keys its row
+/// says it is filed under (by primary key: blocking_keys has no index by record).
 async fn clear_index(conn: &mut AnyConnection, key: &RecordKey) -> Result<(), StoreError> {
-    for table in ["record_identifiers", "blocking_keys"] {
-        sqlx::query(&format!(
-            "DELETE FROM {table} WHERE source = $1 AND source_id = $2"
-        ))
+    sqlx::query("DELETE FROM record_identifiers WHERE source = $1 AND source_id = $2")
         .bind(key.source.as_str())
         .bind(key.source_id.as_str())
         .execute(&mut *conn)
         .await?;
-    }
+    let filed: Option<String> =
+        sqlx::query("SELECT filed_keys FROM records WHERE source = $1 AND source_id = $2")
+            .bind(key.source.as_str())
+            .bind(key.source_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| row.try_get::<Option<String>, _>(0))
+            .transpose()?
+            .flatten();
+    let filed: Vec<String> = match filed {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("records.filed_keys: {e}")))?,
+        None => Vec::new(),
+    };
+    let rows: Vec<[&str; 1]> = filed.iter().map(|k| [k.as_str()]).collect();
+    let sql = format!(
+        "DELETE FROM blocking_keys WHERE source = $2 AND source_id = $3 \
+         AND key IN (SELECT c0 FROM {})",
+        json_rows(conn, 1, 1, "v")
+    );
+    sqlx::query(&sql)
+        .bind(json_rows_param(&rows)?)
+        .bind(key.source.as_str())
+        .bind(key.source_id.as_str())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

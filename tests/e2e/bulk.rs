@@ -14,6 +14,7 @@ on_both_engines!(
     file_level_errors_store_nothing,
     an_interrupted_job_resumes_after_a_restart,
     an_uploaded_record_joins_a_customer_only_if_every_member_agrees,
+    an_update_or_a_delete_unfiles_exactly_the_records_blocking_keys,
 );
 
 /// Batch resolution (`c360 resolve`) and a bulk upload of the same file give the same
@@ -613,6 +614,88 @@ async fn a_bulk_load_keeps_the_sqlite_wal_short() {
     reading.abort();
     let truncated = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert_eq!(truncated, 0, "WAL of {grown} bytes truncated");
+    db.close().await;
+    database.drop_database().await.unwrap();
+}
+
+/// The blocking keys stored for a record, and those its row says it is filed under.
+async fn filed_keys(
+    db: &c360_services::Database,
+    key: &c360_domain::RecordKey,
+) -> (Vec<String>, Vec<String>) {
+    let mut stored: Vec<String> =
+        sqlx::query_scalar("SELECT key FROM blocking_keys WHERE source = $1 AND source_id = $2")
+            .bind(key.source.as_str())
+            .bind(key.source_id.as_str())
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    stored.sort();
+    let listed: Option<String> =
+        sqlx::query_scalar("SELECT filed_keys FROM records WHERE source = $1 AND source_id = $2")
+            .bind(key.source.as_str())
+            .bind(key.source_id.as_str())
+            .fetch_optional(db.pool())
+            .await
+            .unwrap()
+            .flatten();
+    let mut listed: Vec<String> = listed
+        .map(|text| serde_json::from_str(&text).unwrap())
+        .unwrap_or_default();
+    listed.sort();
+    (stored, listed)
+}
+
+/// blocking_keys has no index by record: an update or a delete finds a record's rows through
+/// the keys its row lists. Whether the record came in a bulk chunk or one by one, after an
+/// update exactly the new keys are filed, and after a delete none.
+async fn an_update_or_a_delete_unfiles_exactly_the_records_blocking_keys(engine: Engine) {
+    let (database, db, resolver, profiles) = store_and_records(engine, 80, 35).await;
+    let keys_of = |profile: &c360_domain::Profile| {
+        let mut keys = c360_matching::blocking::keys(&c360_matching::Features::of(profile));
+        keys.sort();
+        keys
+    };
+    resolver.ingest_batch(&profiles[..50]).await.unwrap();
+    for profile in &profiles[50..] {
+        resolver.ingest(profile.clone()).await.unwrap();
+    }
+    for profile in [&profiles[0], &profiles[profiles.len() - 1]] {
+        let (stored, listed) = filed_keys(&db, &profile.key()).await;
+        assert!(!stored.is_empty());
+        assert_eq!(stored, keys_of(profile));
+        assert_eq!(listed, stored);
+
+        // Another name, birth date, phone and address: most keys change.
+        let mut input = c360_services::synth::generate(80, 35)
+            .into_iter()
+            .find(|r| c360_domain::Profile::parse(&r.input).unwrap().key() == profile.key())
+            .unwrap()
+            .input;
+        input.first_name = Some("Quentin".into());
+        input.last_name = Some("Zamoyski".into());
+        input.date_of_birth = Some("1931-02-03".into());
+        input.phone = Some("+1 202 555 0187".into());
+        input.address_line1 = Some("1600 Pennsylvania Ave NW".into());
+        input.postal_code = Some("20500".into());
+        input.updated_at = Some("2030-01-01T00:00:00Z".into());
+        let updated = c360_domain::Profile::parse(&input).unwrap();
+        let before = keys_of(profile);
+        resolver.ingest(updated.clone()).await.unwrap();
+        let (stored, listed) = filed_keys(&db, &profile.key()).await;
+        assert_eq!(stored, keys_of(&updated));
+        assert_eq!(listed, stored);
+        assert!(
+            before.iter().any(|k| !stored.contains(k)),
+            "the update changed keys"
+        );
+
+        resolver.delete(&profile.key()).await.unwrap();
+        assert_eq!(
+            filed_keys(&db, &profile.key()).await,
+            (Vec::new(), Vec::new())
+        );
+    }
     db.close().await;
     database.drop_database().await.unwrap();
 }
