@@ -23,15 +23,16 @@ use c360_domain::{CustomerId, IngestOutcome, MemberRecord, Profile, RecordKey};
 use c360_matching::compare::{Field, MISSING};
 use c360_matching::graph::GuardedClusters;
 use c360_matching::{batch, blocking, survivorship, Features, PairDecision, Verdict};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use crate::error::{ServiceError, StoreError};
 use crate::resolver::{
     absorb, apply_name_counts, cannot_links_among, customer_of_each, insert_edges, insert_records,
-    name_changes, new_customer_id, now_millis, ordered, record_from_row, to_json, to_time,
-    update_customers, CustomerSummary, Review, StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
+    name_changes, new_customer_id, now_millis, ordered, record_from_row,
+    records_of_customers_except, to_json, to_time, update_customers, CustomerSummary, Review,
+    StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
 };
-use crate::store::{execute_json_rows, fetch_json_rows, json_rows, json_rows_param};
+use crate::store::{execute_json_rows, json_rows, json_rows_param};
 use crate::Resolver;
 
 impl Resolver {
@@ -102,8 +103,10 @@ impl Resolver {
         // Normalizing and scoring run on every core; the database waits for them either way.
         let mut features: Vec<Features> = batch::parallel_map(profiles, Features::of);
 
+        let filed: Vec<Vec<String>> = batch::parallel_map(&features, blocking::keys);
+
         // Stored records sharing a blocking key with the chunk, blocks capped as in batch.
-        let mut stored = stored_candidates(conn, &features, self.candidate_caps()).await?;
+        let mut stored = stored_candidates(conn, &filed, self.candidate_caps()).await?;
         let queried = started.elapsed();
         features.extend(batch::parallel_map(&stored, |s| Features::of(&s.profile)));
         let names = self
@@ -131,7 +134,7 @@ impl Resolver {
         let mut reviews: BTreeMap<usize, Vec<Review>> = BTreeMap::new();
         for (i, j, decision) in decided.into_iter().flatten() {
             match decision.verdict {
-                Verdict::NonMatch => {}
+                Verdict::NonMatch => {} // left out above
                 Verdict::Match => links.push((
                     if decision.rule.is_some() {
                         f64::INFINITY
@@ -166,7 +169,7 @@ impl Resolver {
             .collect();
         let held: HashSet<RecordKey> = stored.iter().map(|s| s.profile.key()).collect();
         let joinable: Vec<CustomerId> = joinable.into_iter().collect();
-        let others = other_members(conn, &joinable, &held).await?;
+        let others = records_of_customers_except(conn, &joinable, &held).await?;
         features.extend(batch::parallel_map(&others, |s| Features::of(&s.profile)));
         stored.extend(others);
         let keys: Vec<RecordKey> = profiles
@@ -308,11 +311,11 @@ impl Resolver {
         let linked = started.elapsed();
         insert_new_customers(conn, profiles, &created, self.survivorship(), now).await?;
         let mut rows = Vec::with_capacity(n);
-        for ((profile, features), customer) in profiles.iter().zip(&features).zip(&customer_of) {
+        for ((profile, keys), customer) in profiles.iter().zip(&filed).zip(&customer_of) {
             let customer = customer
                 .as_ref()
                 .ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))?;
-            rows.push((profile, features, customer, now));
+            rows.push((profile, keys.as_slice(), customer, now));
         }
         insert_records(conn, &rows, now).await?;
         insert_edges(conn, &written_links, now).await?;
@@ -387,15 +390,15 @@ fn member(profiles: &[Profile], stored: &[StoredRecord], idx: usize, now: i64) -
     }
 }
 
-/// Stored records sharing a blocking key with any of `features`; keys whose stored block is
-/// larger than its cap are skipped, as the batch resolver skips oversized blocks.
+/// Stored records sharing any of the blocking keys `filed` (per new record); keys whose stored
+/// block is larger than its cap are skipped, as the batch resolver skips oversized blocks.
 async fn stored_candidates(
     conn: &mut AnyConnection,
-    features: &[Features],
+    filed: &[Vec<String>],
     (max_block, max_fuzzy): (usize, usize),
 ) -> Result<Vec<StoredRecord>, StoreError> {
-    let keys: BTreeSet<String> = features.iter().flat_map(blocking::keys).collect();
-    let (identifiers, fuzzy): (Vec<[String; 1]>, Vec<[String; 1]>) = keys
+    let keys: BTreeSet<&str> = filed.iter().flatten().map(String::as_str).collect();
+    let (identifiers, fuzzy): (Vec<[&str; 1]>, Vec<[&str; 1]>) = keys
         .into_iter()
         .map(|key| [key])
         .partition(|[key]| blocking::is_identifier_key(key));
@@ -425,34 +428,6 @@ async fn stored_candidates(
         .map(record_from_row)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(stored)
-}
-
-/// The members of `customers` that are not in `held`. Those in `held` are not decoded again:
-/// most members of a joinable customer were candidates already.
-async fn other_members(
-    conn: &mut AnyConnection,
-    customers: &[CustomerId],
-    held: &HashSet<RecordKey>,
-) -> Result<Vec<StoredRecord>, StoreError> {
-    let sql = format!(
-        "SELECT r.source, r.source_id, {RECORD_COLUMNS} FROM records r \
-         WHERE r.customer_id IN (SELECT c0 FROM {}) ORDER BY r.source, r.source_id",
-        json_rows(conn, 1, 1, "v")
-    );
-    let held: HashSet<(&str, &str)> = held
-        .iter()
-        .map(|key| (key.source.as_str(), key.source_id.as_str()))
-        .collect();
-    let ids: Vec<[&str; 1]> = customers.iter().map(|id| [id.as_str()]).collect();
-    let mut others = Vec::new();
-    for row in fetch_json_rows(conn, &sql, &ids).await? {
-        let source: &str = row.try_get(0)?;
-        let source_id: &str = row.try_get(1)?;
-        if !held.contains(&(source, source_id)) {
-            others.push(record_from_row(&row)?);
-        }
-    }
-    Ok(others)
 }
 
 async fn insert_new_customers(

@@ -9,7 +9,7 @@
 //! rows of the customers it changes (`FOR UPDATE`, in id order), so that merges and splits of
 //! the same customer never interleave. Deadlocks and serialization failures are retried.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -328,11 +328,13 @@ impl Resolver {
 
         let result = match existing {
             None => {
-                self.insert_new(&mut write, profile, &features, &mut found, now)
+                let filed = (&features, probe_keys.as_slice());
+                self.insert_new(&mut write, profile, filed, &mut found, now)
                     .await?
             }
             Some(stored) => {
-                self.update_existing(&mut write, profile, &features, stored, &mut found, now)
+                let filed = (&features, probe_keys.as_slice());
+                self.update_existing(&mut write, profile, filed, stored, &mut found, now)
                     .await?
             }
         };
@@ -342,11 +344,12 @@ impl Resolver {
         Ok((result, counts))
     }
 
+    /// `(features, keys)`: the record's features and the blocking keys it is filed under.
     async fn insert_new(
         &self,
         write: &mut WriteTx,
         profile: &Profile,
-        features: &Features,
+        (features, keys): (&Features, &[String]),
         found: &mut Found,
         now: i64,
     ) -> Result<IngestResult, ServiceError> {
@@ -371,12 +374,7 @@ impl Resolver {
             }
         };
 
-        insert_records(
-            &mut write.tx,
-            &[(profile, features, &customer_id, now)],
-            now,
-        )
-        .await?;
+        insert_records(&mut write.tx, &[(profile, keys, &customer_id, now)], now).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
         if !absorbed.is_empty() {
             absorb(&mut write.tx, &absorbed, &customer_id, now).await?;
@@ -391,11 +389,12 @@ impl Resolver {
         })
     }
 
+    /// `(features, keys)`: the record's new features and the blocking keys it is filed under.
     async fn update_existing(
         &self,
         write: &mut WriteTx,
         profile: &Profile,
-        features: &Features,
+        (features, keys): (&Features, &[String]),
         stored: StoredRecord,
         found: &mut Found,
         now: i64,
@@ -408,7 +407,6 @@ impl Resolver {
 
         // The old keys first: clear_index reads them from the row this overwrites.
         clear_index(&mut write.tx, &key).await?;
-        let filed = blocking::keys(features);
         sqlx::query(
             "UPDATE records SET profile = $1, source_updated_at = $2, last_changed_at = $3, \
              filed_keys = $4 WHERE source = $5 AND source_id = $6",
@@ -416,12 +414,12 @@ impl Resolver {
         .bind(to_json(profile)?)
         .bind(profile.updated_at.map(|t| t.timestamp_millis()))
         .bind(now)
-        .bind(to_json(&filed)?)
+        .bind(to_json(&keys)?)
         .bind(key.source.as_str())
         .bind(key.source_id.as_str())
         .execute(&mut *write.tx)
         .await?;
-        write_index(&mut write.tx, &[(profile, filed.as_slice())]).await?;
+        write_index(&mut write.tx, &[(profile, keys)]).await?;
         delete_links_of(&mut write.tx, &key).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
 
@@ -1106,24 +1104,40 @@ pub(crate) fn key_from_row(row: &sqlx::any::AnyRow, first: usize) -> Result<Reco
     })
 }
 
+/// The records of the customers, ordered by key.
 pub(crate) async fn records_of_customers(
     conn: &mut AnyConnection,
     ids: &[CustomerId],
 ) -> Result<Vec<StoredRecord>, StoreError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
+    records_of_customers_except(conn, ids, &HashSet::new()).await
+}
+
+/// The records of the customers, ordered by key, except those in `held`, which are not
+/// decoded (a bulk chunk holds most members of the customers it reads already).
+pub(crate) async fn records_of_customers_except(
+    conn: &mut AnyConnection,
+    ids: &[CustomerId],
+    held: &HashSet<RecordKey>,
+) -> Result<Vec<StoredRecord>, StoreError> {
     let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM records r WHERE r.customer_id IN (SELECT c0 FROM {}) \
-         ORDER BY r.source, r.source_id",
+        "SELECT r.source, r.source_id, {RECORD_COLUMNS} FROM records r \
+         WHERE r.customer_id IN (SELECT c0 FROM {}) ORDER BY r.source, r.source_id",
         json_rows(conn, 1, 1, "v")
     );
-    let ids: Vec<[&str; 1]> = ids.iter().map(|id| [id.as_str()]).collect();
-    fetch_json_rows(conn, &sql, &ids)
-        .await?
+    let held: HashSet<(&str, &str)> = held
         .iter()
-        .map(record_from_row)
-        .collect()
+        .map(|key| (key.source.as_str(), key.source_id.as_str()))
+        .collect();
+    let ids: Vec<[&str; 1]> = ids.iter().map(|id| [id.as_str()]).collect();
+    let mut records = Vec::new();
+    for row in fetch_json_rows(conn, &sql, &ids).await? {
+        let source: &str = row.try_get(0)?;
+        let source_id: &str = row.try_get(1)?;
+        if !held.contains(&(source, source_id)) {
+            records.push(record_from_row(&row)?);
+        }
+    }
+    Ok(records)
 }
 
 /// Edges whose first endpoint belongs to one of the customers (both ends are filtered by the
@@ -1253,16 +1267,15 @@ async fn delete_customer(conn: &mut AnyConnection, id: &CustomerId) -> Result<()
     Ok(())
 }
 
-/// Inserts records, each with its customer and first-seen time, and files them under their
-/// identifiers and blocking keys.
+/// Inserts records, each with its blocking keys, customer and first-seen time, and files them
+/// under their identifiers and those keys.
 pub(crate) async fn insert_records(
     conn: &mut AnyConnection,
-    rows: &[(&Profile, &Features, &CustomerId, i64)],
+    rows: &[(&Profile, &[String], &CustomerId, i64)],
     now: i64,
 ) -> Result<(), StoreError> {
-    let filed: Vec<Vec<String>> = rows.iter().map(|row| blocking::keys(row.1)).collect();
     let mut values = Vec::with_capacity(rows.len());
-    for ((profile, _, customer_id, first_seen), keys) in rows.iter().zip(&filed) {
+    for (profile, keys, customer_id, first_seen) in rows {
         values.push((
             profile.source.as_str(),
             profile.source_id.as_str(),
@@ -1282,11 +1295,7 @@ pub(crate) async fn insert_records(
         json_rows(conn, 1, 7, "v")
     );
     execute_json_rows(conn, &sql, &values, Some(now)).await?;
-    let indexed: Vec<(&Profile, &[String])> = rows
-        .iter()
-        .zip(&filed)
-        .map(|(row, keys)| (row.0, keys.as_slice()))
-        .collect();
+    let indexed: Vec<(&Profile, &[String])> = rows.iter().map(|row| (row.0, row.1)).collect();
     write_index(conn, &indexed).await
 }
 
