@@ -201,6 +201,14 @@ mod tests {
             config.rule(&receipt_by_phone).unwrap().name,
             "same_phone_anonymous"
         );
+        // An anonymous record on a household landline with its own email or device is
+        // another member's: no rule, the score decides.
+        for own in [Field::Email, Field::DeviceId] {
+            let other_members = comparison(&[(Field::Phone, "exact"), (own, "different")]);
+            assert!(config.rule(&other_members).is_none(), "{own:?}");
+        }
+        let same_mailbox_too = comparison(&[(Field::Phone, "exact"), (Field::Email, "exact")]);
+        assert!(config.rule(&same_mailbox_too).is_some());
         let named_on_landline = comparison(&[
             (Field::Phone, "exact"),
             (Field::FirstName, "exact"),
