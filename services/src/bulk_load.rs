@@ -35,12 +35,57 @@ use crate::resolver::{
 use crate::store::{execute_json_rows, json_rows, json_rows_param};
 use crate::Resolver;
 
+/// A chunk of records with what can be worked out without the store: each record's features
+/// and blocking keys. Prepared before the chunk takes the writer lock, so that record-by-record
+/// writers wait less, and once however often the chunk's transaction is retried.
+struct PreparedChunk {
+    profiles: Vec<Profile>,
+    features: Vec<Features>,
+    keys: Vec<Vec<String>>,
+}
+
+impl PreparedChunk {
+    /// Normalizes the records and computes their blocking keys, on every core. CPU-bound: in
+    /// async code, call it on a blocking thread.
+    fn of(profiles: Vec<Profile>) -> Self {
+        let features = batch::parallel_map(&profiles, Features::of);
+        let keys = batch::parallel_map(&features, blocking::keys);
+        Self {
+            profiles,
+            features,
+            keys,
+        }
+    }
+
+    /// The records at `indices`, in that order.
+    fn select(&self, indices: &[usize]) -> Self {
+        Self {
+            profiles: indices.iter().map(|&i| self.profiles[i].clone()).collect(),
+            features: indices.iter().map(|&i| self.features[i].clone()).collect(),
+            keys: indices.iter().map(|&i| self.keys[i].clone()).collect(),
+        }
+    }
+}
+
 impl Resolver {
     /// Resolves and stores many records; returns each one's outcome, in input order.
     pub async fn ingest_batch(
         &self,
         profiles: &[Profile],
     ) -> Result<Vec<IngestOutcome>, ServiceError> {
+        let profiles = profiles.to_vec();
+        let chunk = tokio::task::spawn_blocking(move || PreparedChunk::of(profiles))
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        self.ingest_prepared(&chunk).await
+    }
+
+    /// Resolves and stores a prepared chunk; returns each record's outcome, in input order.
+    async fn ingest_prepared(
+        &self,
+        chunk: &PreparedChunk,
+    ) -> Result<Vec<IngestOutcome>, ServiceError> {
+        let profiles = &chunk.profiles;
         let mut outcomes = vec![IngestOutcome::Unchanged; profiles.len()];
         let mut seen = HashSet::new();
         let mut fresh: Vec<usize> = Vec::new();
@@ -64,15 +109,20 @@ impl Resolver {
         one_by_one.sort_unstable();
 
         if !fresh.is_empty() {
-            let chunk: Vec<Profile> = fresh.iter().map(|&i| profiles[i].clone()).collect();
-            let chunk_outcomes = self.retrying(|| self.try_ingest_new(&chunk)).await?;
+            let new = if fresh.len() == profiles.len() {
+                None
+            } else {
+                Some(chunk.select(&fresh))
+            };
+            let new = new.as_ref().unwrap_or(chunk);
+            let chunk_outcomes = self.retrying(|| self.try_ingest_new(new)).await?;
             for (&i, outcome) in fresh.iter().zip(chunk_outcomes) {
                 outcomes[i] = outcome;
             }
             // A bulk load grows the store fast: the next chunks' candidate queries need fresh
             // planner statistics (PostgreSQL) to stay index look-ups, and a short WAL
             // (SQLite). Here, once the chunk's transaction has let go of the writer slot.
-            self.db.note_written(chunk.len() as u64);
+            self.db.note_written(new.profiles.len() as u64);
             if let Err(error) = self.db.maintain().await {
                 tracing::warn!(error = %error, "database upkeep failed");
             }
@@ -92,21 +142,21 @@ impl Resolver {
     /// One transaction: resolve records none of which is stored yet, and write them.
     async fn try_ingest_new(
         &self,
-        profiles: &[Profile],
+        chunk: &PreparedChunk,
     ) -> Result<Vec<IngestOutcome>, ServiceError> {
         let started = std::time::Instant::now();
+        let profiles = &chunk.profiles[..];
+        let filed = &chunk.keys;
+        // New records first, then the stored ones they are compared with.
+        let mut features: Vec<Features> = chunk.features.clone();
         let mut write = self.db.begin_bulk_write().await?;
         let locked = started.elapsed();
         let conn: &mut AnyConnection = &mut write.tx;
         let now = now_millis();
         let n = profiles.len();
-        // Normalizing and scoring run on every core; the database waits for them either way.
-        let mut features: Vec<Features> = batch::parallel_map(profiles, Features::of);
-
-        let filed: Vec<Vec<String>> = batch::parallel_map(&features, blocking::keys);
 
         // Stored records sharing a blocking key with the chunk, blocks capped as in batch.
-        let mut stored = stored_candidates(conn, &filed, self.candidate_caps()).await?;
+        let mut stored = stored_candidates(conn, filed, self.candidate_caps()).await?;
         let queried = started.elapsed();
         features.extend(batch::parallel_map(&stored, |s| Features::of(&s.profile)));
         let names = self
@@ -122,6 +172,7 @@ impl Resolver {
             .into_iter()
             .filter(|&(i, _)| (i as usize) < n)
             .collect();
+        // Scored on every core; the database waits for it either way.
         let parts: Vec<&[(u32, u32)]> = pairs.chunks(4096).collect();
         let decided: Vec<Vec<(usize, usize, PairDecision)>> = batch::parallel_map(&parts, |part| {
             part.iter()
@@ -311,7 +362,7 @@ impl Resolver {
         let linked = started.elapsed();
         insert_new_customers(conn, profiles, &created, self.survivorship(), now).await?;
         let mut rows = Vec::with_capacity(n);
-        for ((profile, keys), customer) in profiles.iter().zip(&filed).zip(&customer_of) {
+        for ((profile, keys), customer) in profiles.iter().zip(filed).zip(&customer_of) {
             let customer = customer
                 .as_ref()
                 .ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))?;
@@ -437,8 +488,8 @@ async fn insert_new_customers(
     rules: &survivorship::SurvivorshipConfig,
     now: i64,
 ) -> Result<(), StoreError> {
-    let mut values = Vec::with_capacity(created.len());
-    for (id, members) in created {
+    // Golden records on every core: a chunk creates tens of thousands of customers.
+    let goldens = batch::parallel_map(created, |(_, members)| {
         let members: Vec<MemberRecord> = members
             .iter()
             .map(|&m| MemberRecord {
@@ -452,14 +503,13 @@ async fn insert_new_customers(
             .address
             .as_ref()
             .and_then(|a| crate::enrich::address_key(&a.value));
+        to_json(&golden).map(|json| (json, members.len() as i64, address_key))
+    });
+    let mut values = Vec::with_capacity(created.len());
+    for ((id, _), golden) in created.iter().zip(goldens) {
+        let (golden, member_count, address_key) = golden?;
         let pending = i64::from(address_key.is_some());
-        values.push((
-            id.as_str(),
-            to_json(&golden)?,
-            members.len() as i64,
-            address_key,
-            pending,
-        ));
+        values.push((id.as_str(), golden, member_count, address_key, pending));
     }
     let sql = format!(
         "INSERT INTO customers (id, golden, record_count, version, created_at, updated_at, \
