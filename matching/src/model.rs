@@ -174,6 +174,13 @@ impl Model {
                 }
             }
         }
+        // Models trained before `same_postal_code` existed counted it as `same_area`.
+        let address = self.fields.get(&Field::Address);
+        if address.is_some_and(|levels| !levels.contains_key("same_postal_code")) {
+            let level = |name| Field::Address.level_index(name).map_or(0, usize::from);
+            let row = &mut weights[Field::Address.index()];
+            row[level("same_postal_code")] = row[level("same_area")];
+        }
         for field in &self.term_frequency.fields {
             tf_field[field.index()] = true;
         }
@@ -283,6 +290,30 @@ mod tests {
             Model::from_json(&model.to_json()),
             Err(ModelError::UnknownLevel { .. })
         ));
+    }
+
+    #[test]
+    fn a_model_without_the_postal_code_level_weighs_it_as_the_same_area() {
+        let level = |name| Field::Address.level_index(name).unwrap();
+        let shipped = Model::shipped();
+        let compiled = shipped.clone().compile();
+        // The shipped model tells a shared ZIP from a shared city.
+        assert!(
+            compiled.level_weight(Field::Address, level("same_postal_code"))
+                > compiled.level_weight(Field::Address, level("same_area")) + 3.0
+        );
+        let mut older = shipped;
+        older
+            .fields
+            .get_mut(&Field::Address)
+            .unwrap()
+            .remove("same_postal_code");
+        let older = Model::from_json(&older.to_json()).unwrap().compile();
+        assert_eq!(
+            older.level_weight(Field::Address, level("same_postal_code")),
+            older.level_weight(Field::Address, level("same_area"))
+        );
+        assert_ne!(older.level_weight(Field::Address, level("same_area")), 0.0);
     }
 
     #[test]
