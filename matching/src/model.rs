@@ -176,10 +176,12 @@ impl Model {
         }
         // Models trained before `same_postal_code` existed counted it as `same_area`.
         let address = self.fields.get(&Field::Address);
-        if address.is_some_and(|levels| !levels.contains_key("same_postal_code")) {
-            let level = |name| Field::Address.level_index(name).map_or(0, usize::from);
-            let row = &mut weights[Field::Address.index()];
-            row[level("same_postal_code")] = row[level("same_area")];
+        let level = |name| Field::Address.level_index(name).map(usize::from);
+        if let (Some(postal), Some(area)) = (level("same_postal_code"), level("same_area")) {
+            if address.is_some_and(|levels| !levels.contains_key("same_postal_code")) {
+                let row = &mut weights[Field::Address.index()];
+                row[postal] = row[area];
+            }
         }
         for field in &self.term_frequency.fields {
             tf_field[field.index()] = true;

@@ -207,8 +207,17 @@ mod tests {
             let other_members = comparison(&[(Field::Phone, "exact"), (own, "different")]);
             assert!(config.rule(&other_members).is_none(), "{own:?}");
         }
-        let same_mailbox_too = comparison(&[(Field::Phone, "exact"), (Field::Email, "exact")]);
-        assert!(config.rule(&same_mailbox_too).is_some());
+        // The same email or device as well still satisfies the rule itself (earlier rules
+        // catch those pairs first, so `config.rule` would not show it).
+        let anonymous_phone = config
+            .rules
+            .iter()
+            .find(|r| r.name == "same_phone_anonymous")
+            .unwrap();
+        for also in [Field::Email, Field::DeviceId] {
+            let same_too = comparison(&[(Field::Phone, "exact"), (also, "exact")]);
+            assert!(anonymous_phone.holds(&same_too), "{also:?}");
+        }
         let named_on_landline = comparison(&[
             (Field::Phone, "exact"),
             (Field::FirstName, "exact"),

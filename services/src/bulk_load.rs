@@ -109,12 +109,13 @@ impl Resolver {
         one_by_one.sort_unstable();
 
         if !fresh.is_empty() {
+            let selected;
             let new = if fresh.len() == profiles.len() {
-                None
+                chunk
             } else {
-                Some(chunk.select(&fresh))
+                selected = chunk.select(&fresh);
+                &selected
             };
-            let new = new.as_ref().unwrap_or(chunk);
             let chunk_outcomes = self.retrying(|| self.try_ingest_new(new)).await?;
             for (&i, outcome) in fresh.iter().zip(chunk_outcomes) {
                 outcomes[i] = outcome;
