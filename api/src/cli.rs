@@ -522,7 +522,7 @@ pub async fn resolve_into_store(
     db: c360_services::Database,
     views: &crate::config::CustomerViewArgs,
 ) -> anyhow::Result<()> {
-    use c360_services::jobs::DEFAULT_CHUNK_ROWS;
+    use c360_services::jobs::ChunkRows;
     let started = Instant::now();
     let resolver = c360_services::Resolver::new(db, engine.engine()?);
     // Each chunk is published to a DynamoDB customer view before the next one is read.
@@ -536,7 +536,9 @@ pub async fn resolve_into_store(
     });
     let mut progress = Progress::new("store", None);
     let (mut keys, mut rejected) = (Vec::new(), 0u64);
-    let mut chunk: Vec<Profile> = Vec::with_capacity(DEFAULT_CHUNK_ROWS);
+    let mut chunk: Vec<Profile> = Vec::new();
+    // Chunks grow with the store, as a bulk upload's do.
+    let stored_before = resolver.stored_records().await?;
     loop {
         let row = rows.recv().await;
         let ended = row.is_none();
@@ -558,7 +560,8 @@ pub async fn resolve_into_store(
             }
             None => {}
         }
-        if chunk.len() >= DEFAULT_CHUNK_ROWS || (ended && !chunk.is_empty()) {
+        let chunk_rows = ChunkRows::default().with_stored(stored_before + keys.len() as u64);
+        if chunk.len() >= chunk_rows || (ended && !chunk.is_empty()) {
             resolver.ingest_batch(&chunk).await?;
             keys.extend(chunk.iter().map(Profile::key));
             progress.advance(chunk.len() as u64);

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use c360_services::jobs::ChunkRows;
 use clap::{Args, ValueEnum};
 
 use crate::auth::ApiKeys;
@@ -175,9 +176,15 @@ pub struct ServeConfig {
     #[arg(long, env = "C360_JOBS_DIR", default_value = "data/jobs")]
     pub jobs_dir: PathBuf,
 
-    /// Valid rows of a bulk upload resolved and written in one transaction.
-    #[arg(long, env = "C360_BULK_CHUNK_ROWS", default_value_t = c360_services::jobs::DEFAULT_CHUNK_ROWS)]
+    /// Fewest valid rows of a bulk upload resolved and written in one transaction (a chunk is
+    /// half the stored records, within this and C360_BULK_MAX_CHUNK_ROWS). A slower
+    /// upload is written every second.
+    #[arg(long, env = "C360_BULK_CHUNK_ROWS", default_value_t = ChunkRows::default().least)]
     pub bulk_chunk_rows: usize,
+
+    /// Most valid rows of a bulk upload resolved and written in one transaction.
+    #[arg(long, env = "C360_BULK_MAX_CHUNK_ROWS", default_value_t = ChunkRows::default().most)]
+    pub bulk_max_chunk_rows: usize,
 
     /// Largest accepted bulk upload, in bytes (413 beyond).
     #[arg(long, env = "C360_MAX_UPLOAD_BYTES", default_value_t = 64 * 1024 * 1024 * 1024)]
@@ -189,6 +196,14 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// The bounds of a bulk job's chunks.
+    pub fn bulk_chunk_rows(&self) -> ChunkRows {
+        ChunkRows {
+            least: self.bulk_chunk_rows,
+            most: self.bulk_max_chunk_rows,
+        }
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.max(1))
     }
@@ -207,7 +222,8 @@ impl ServeConfig {
             enrichment: EnrichmentArgs::default(),
             customer_view: CustomerViewArgs::default(),
             jobs_dir: PathBuf::from("data/jobs"),
-            bulk_chunk_rows: c360_services::jobs::DEFAULT_CHUNK_ROWS,
+            bulk_chunk_rows: ChunkRows::default().least,
+            bulk_max_chunk_rows: ChunkRows::default().most,
             max_upload_bytes: 64 * 1024 * 1024 * 1024,
             log_format: LogFormat::Text,
         }

@@ -166,7 +166,7 @@ impl RunningServer {
         let jobs = Arc::new(Jobs::new(
             resolver.clone(),
             config.jobs_dir.clone(),
-            config.bulk_chunk_rows,
+            config.bulk_chunk_rows(),
         )?);
         {
             let jobs = jobs.clone();

@@ -27,43 +27,46 @@ use sqlx::AnyConnection;
 
 use crate::error::{ServiceError, StoreError};
 use crate::resolver::{
-    absorb, apply_name_counts, cannot_links_among, customer_of_each, insert_edges, insert_records,
-    name_changes, new_customer_id, now_millis, ordered, record_from_row,
-    records_of_customers_except, to_json, to_time, update_customers, CustomerSummary, Review,
-    StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
+    absorb, apply_name_counts, cannot_links_among, customer_of_each, insert_edges,
+    insert_new_records, name_changes, new_customer_id, now_millis, record_from_row,
+    records_of_customers_except, to_json, to_time, update_customers, write_index, CustomerSummary,
+    IndexRows, NewRecordRows, Review, StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
 };
 use crate::store::{execute_json_rows, json_rows, json_rows_param};
 use crate::Resolver;
 
-/// A chunk of records with what can be worked out without the store: each record's features
-/// and blocking keys. Prepared before the chunk takes the writer lock, so that record-by-record
-/// writers wait less, and once however often the chunk's transaction is retried.
+/// A chunk of new records with what can be worked out without the store: each record's
+/// features and blocking keys, and its rows in `records` and in the index, serialized. Prepared
+/// before the chunk takes the writer lock, so that record-by-record writers wait less, and once
+/// however often the chunk's transaction is retried.
 struct PreparedChunk {
     profiles: Vec<Profile>,
     features: Vec<Features>,
     keys: Vec<Vec<String>>,
+    record_rows: NewRecordRows,
+    index_rows: IndexRows,
 }
 
 impl PreparedChunk {
-    /// Normalizes the records and computes their blocking keys, on every core. CPU-bound: in
-    /// async code, call it on a blocking thread.
-    fn of(profiles: Vec<Profile>) -> Self {
+    /// Normalizes the records, computes their blocking keys and serializes their rows, on every
+    /// core. CPU-bound: in async code, call it on a blocking thread.
+    fn of(profiles: Vec<Profile>) -> Result<Self, StoreError> {
         let features = batch::parallel_map(&profiles, Features::of);
         let keys = batch::parallel_map(&features, blocking::keys);
-        Self {
+        let record_rows = NewRecordRows::of(&profiles, &keys)?;
+        let filed: Vec<(&Profile, &[String])> = profiles
+            .iter()
+            .zip(&keys)
+            .map(|(profile, keys)| (profile, keys.as_slice()))
+            .collect();
+        let index_rows = IndexRows::of(&filed)?;
+        Ok(Self {
             profiles,
             features,
             keys,
-        }
-    }
-
-    /// The records at `indices`, in that order.
-    fn select(&self, indices: &[usize]) -> Self {
-        Self {
-            profiles: indices.iter().map(|&i| self.profiles[i].clone()).collect(),
-            features: indices.iter().map(|&i| self.features[i].clone()).collect(),
-            keys: indices.iter().map(|&i| self.keys[i].clone()).collect(),
-        }
+            record_rows,
+            index_rows,
+        })
     }
 }
 
@@ -73,19 +76,6 @@ impl Resolver {
         &self,
         profiles: &[Profile],
     ) -> Result<Vec<IngestOutcome>, ServiceError> {
-        let profiles = profiles.to_vec();
-        let chunk = tokio::task::spawn_blocking(move || PreparedChunk::of(profiles))
-            .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-        self.ingest_prepared(&chunk).await
-    }
-
-    /// Resolves and stores a prepared chunk; returns each record's outcome, in input order.
-    async fn ingest_prepared(
-        &self,
-        chunk: &PreparedChunk,
-    ) -> Result<Vec<IngestOutcome>, ServiceError> {
-        let profiles = &chunk.profiles;
         let mut outcomes = vec![IngestOutcome::Unchanged; profiles.len()];
         let mut seen = HashSet::new();
         let mut fresh: Vec<usize> = Vec::new();
@@ -109,21 +99,18 @@ impl Resolver {
         one_by_one.sort_unstable();
 
         if !fresh.is_empty() {
-            let selected;
-            let new = if fresh.len() == profiles.len() {
-                chunk
-            } else {
-                selected = chunk.select(&fresh);
-                &selected
-            };
-            let chunk_outcomes = self.retrying(|| self.try_ingest_new(new)).await?;
+            let new: Vec<Profile> = fresh.iter().map(|&i| profiles[i].clone()).collect();
+            let chunk = tokio::task::spawn_blocking(move || PreparedChunk::of(new))
+                .await
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
+            let chunk_outcomes = self.retrying(|| self.try_ingest_new(&chunk)).await?;
             for (&i, outcome) in fresh.iter().zip(chunk_outcomes) {
                 outcomes[i] = outcome;
             }
             // A bulk load grows the store fast: the next chunks' candidate queries need fresh
             // planner statistics (PostgreSQL) to stay index look-ups, and a short WAL
             // (SQLite). Here, once the chunk's transaction has let go of the writer slot.
-            self.db.note_written(new.profiles.len() as u64);
+            self.db.note_written(chunk.profiles.len() as u64);
             if let Err(error) = self.db.maintain().await {
                 tracing::warn!(error = %error, "database upkeep failed");
             }
@@ -156,8 +143,15 @@ impl Resolver {
         let now = now_millis();
         let n = profiles.len();
 
-        // Stored records sharing a blocking key with the chunk, blocks capped as in batch.
-        let mut stored = stored_candidates(conn, filed, self.candidate_caps()).await?;
+        // Stored records sharing a blocking key with the chunk, blocks capped as in batch. An
+        // empty store (the first chunk of a first load) has none: no need to ask it about
+        // every key of the chunk.
+        let (max_block, max_fuzzy) = self.candidate_caps();
+        let mut stored = if store_is_empty(conn).await? {
+            Vec::new()
+        } else {
+            stored_candidates(conn, filed, (max_block, max_fuzzy)).await?
+        };
         let queried = started.elapsed();
         features.extend(batch::parallel_map(&stored, |s| Features::of(&s.profile)));
         let names = self
@@ -165,26 +159,38 @@ impl Resolver {
             .await?;
         let loaded = started.elapsed();
 
-        // Candidate pairs with at least one new record (new records come first).
-        let (max_block, max_fuzzy) = self.candidate_caps();
-        let (pairs, _, _) = batch::candidate_pairs(&features, max_block, max_fuzzy);
+        // Candidate pairs with at least one new record (new records come first), scored on
+        // every core while the database files the new records in the index: neither waits for
+        // the other.
         let engine = self.engine.clone();
-        let pairs: Vec<(u32, u32)> = pairs
+        let scoring = tokio::task::spawn_blocking(move || {
+            let (pairs, _, _) = batch::candidate_pairs(&features, max_block, max_fuzzy);
+            let pairs: Vec<(u32, u32)> = pairs
+                .into_iter()
+                .filter(|&(i, _)| (i as usize) < n)
+                .collect();
+            let parts: Vec<&[(u32, u32)]> = pairs.chunks(4096).collect();
+            let decided: Vec<(usize, usize, PairDecision)> = batch::parallel_map(&parts, |part| {
+                part.iter()
+                    .map(|&(i, j)| (i as usize, j as usize))
+                    .map(|(i, j)| (i, j, engine.decide(&features[i], &features[j], &names)))
+                    .filter(|(_, _, decision)| decision.verdict != Verdict::NonMatch)
+                    .collect::<Vec<_>>()
+            })
             .into_iter()
-            .filter(|&(i, _)| (i as usize) < n)
+            .flatten()
             .collect();
-        // Scored on every core; the database waits for it either way.
-        let parts: Vec<&[(u32, u32)]> = pairs.chunks(4096).collect();
-        let decided: Vec<Vec<(usize, usize, PairDecision)>> = batch::parallel_map(&parts, |part| {
-            part.iter()
-                .map(|&(i, j)| (i as usize, j as usize))
-                .map(|(i, j)| (i, j, engine.decide(&features[i], &features[j], &names)))
-                .filter(|(_, _, decision)| decision.verdict != Verdict::NonMatch)
-                .collect()
+            (features, decided)
         });
+        write_index(conn, &chunk.index_rows).await?;
+        let filed_ms = started.elapsed() - loaded;
+        let (mut features, decided) = scoring
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let engine = self.engine.clone();
         let mut links = Vec::new();
         let mut reviews: BTreeMap<usize, Vec<Review>> = BTreeMap::new();
-        for (i, j, decision) in decided.into_iter().flatten() {
+        for (i, j, decision) in decided {
             match decision.verdict {
                 Verdict::NonMatch => {} // left out above
                 Verdict::Match => links.push((
@@ -233,8 +239,9 @@ impl Resolver {
             keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
         // Strongest first; ties by the records' keys, as the batch resolver orders them.
         links.sort_by(|a, b| {
-            b.0.total_cmp(&a.0)
-                .then_with(|| ordered(&keys[a.1], &keys[a.2]).cmp(&ordered(&keys[b.1], &keys[b.2])))
+            b.0.total_cmp(&a.0).then_with(|| {
+                in_order(&keys[a.1], &keys[a.2]).cmp(&in_order(&keys[b.1], &keys[b.2]))
+            })
         });
         let members_loaded = started.elapsed();
 
@@ -362,14 +369,15 @@ impl Resolver {
         .collect::<Result<_, _>>()?;
         let linked = started.elapsed();
         insert_new_customers(conn, profiles, &created, self.survivorship(), now).await?;
-        let mut rows = Vec::with_capacity(n);
-        for ((profile, keys), customer) in profiles.iter().zip(filed).zip(&customer_of) {
-            let customer = customer
-                .as_ref()
-                .ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))?;
-            rows.push((profile, keys.as_slice(), customer, now));
-        }
-        insert_records(conn, &rows, now).await?;
+        let customers = customer_of
+            .iter()
+            .map(|customer| {
+                customer
+                    .as_ref()
+                    .ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))
+            })
+            .collect::<Result<Vec<&CustomerId>, _>>()?;
+        insert_new_records(conn, &chunk.record_rows, &customers, now).await?;
         insert_edges(conn, &written_links, now).await?;
         let inserted = started.elapsed();
         update_customers(conn, &grown, now).await?;
@@ -393,6 +401,7 @@ impl Resolver {
             locked_ms = ms(locked),
             queried_ms = ms(queried - locked),
             loaded_ms = ms(loaded - queried),
+            filed_ms = ms(filed_ms),
             decided_ms = ms(decided - loaded),
             members_ms = ms(members_loaded - decided),
             linked_ms = ms(linked - members_loaded),
@@ -413,6 +422,16 @@ struct Group {
     new: Vec<usize>,
     stored: Vec<usize>,
     customers: BTreeSet<CustomerId>,
+}
+
+/// The two keys, the smaller first, borrowed: rule links tie on their weight, and sorting
+/// hundreds of thousands of them must not copy keys at every comparison.
+fn in_order<'a>(a: &'a RecordKey, b: &'a RecordKey) -> (&'a RecordKey, &'a RecordKey) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
 }
 
 /// The key of record `idx`: new records first, then stored ones.
@@ -440,6 +459,14 @@ fn member(profiles: &[Profile], stored: &[StoredRecord], idx: usize, now: i64) -
             }
         }
     }
+}
+
+/// Whether no record is stored at all.
+async fn store_is_empty(conn: &mut AnyConnection) -> Result<bool, StoreError> {
+    let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM records LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(any.is_none())
 }
 
 /// Stored records sharing any of the blocking keys `filed` (per new record); keys whose stored

@@ -28,11 +28,40 @@ use crate::input::{self, RowError};
 use crate::resolver::{now_millis, to_time};
 use crate::Resolver;
 
-/// Valid rows resolved and written together (and checkpointed after), by default. Larger
-/// chunks write each index page fewer times per row and share more candidate reads: a
-/// 100,771-record upload into SQLite ran at 3,152 rows/s in chunks of 5,000, 4,228 in chunks
-/// of 20,000 and 6,034 in chunks of 50,000 (peak RSS about 1 GB), with the same accuracy.
-pub const DEFAULT_CHUNK_ROWS: usize = 20_000;
+/// How many valid rows a bulk job resolves and writes together, in one transaction, and
+/// checkpoints after.
+///
+/// A chunk reads every stored record that shares a blocking key with it, and those blocks
+/// grow with the store: in chunks of 20,000, a 1,003,500-row upload into SQLite ran at 2,548
+/// rows/s, in chunks of 250,000 at 6,233 rows/s (`scripts/bench-bulk sqlite 1000000 6
+/// CHUNK`). A chunk also holds the writer for its whole transaction, and record-by-record
+/// writers wait that long. So a chunk is half of what is stored, within these bounds:
+/// short while the store is small, long enough to pay for the reads once it is large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRows {
+    pub least: usize,
+    pub most: usize,
+}
+
+impl Default for ChunkRows {
+    fn default() -> Self {
+        Self {
+            least: 20_000,
+            most: 250_000,
+        }
+    }
+}
+
+impl ChunkRows {
+    /// The chunk size with `stored` records in the store.
+    pub fn with_stored(self, stored: u64) -> usize {
+        let least = self.least.max(1);
+        usize::try_from(stored / 2)
+            .unwrap_or(usize::MAX)
+            .clamp(least, self.most.max(least))
+    }
+}
+
 /// Longest time a chunk waits before it is written, so progress shows on slow uploads too.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -97,20 +126,24 @@ pub struct Jobs {
     dir: PathBuf,
     wake: Notify,
     stopping: AtomicBool,
-    chunk_rows: usize,
+    chunk_rows: ChunkRows,
 }
 
 impl Jobs {
     /// Jobs spool their files under `dir` (created when missing) and write valid rows in
-    /// chunks of `chunk_rows`.
-    pub fn new(resolver: Resolver, dir: PathBuf, chunk_rows: usize) -> Result<Self, StoreError> {
+    /// chunks sized by `chunk_rows`.
+    pub fn new(
+        resolver: Resolver,
+        dir: PathBuf,
+        chunk_rows: ChunkRows,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&dir)?;
         Ok(Self {
             resolver,
             dir,
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
-            chunk_rows: chunk_rows.max(1),
+            chunk_rows,
         })
     }
 
@@ -297,7 +330,9 @@ impl Jobs {
 
         // Valid rows wait in `chunk` and are resolved and written together; the checkpoint
         // follows each written chunk, so it never covers a row that is not stored.
-        let mut chunk: Vec<Profile> = Vec::with_capacity(self.chunk_rows);
+        let mut chunk: Vec<Profile> = Vec::new();
+        // Chunks grow with the store (see ChunkRows); what this job adds counts too.
+        let stored_before = self.resolver.stored_records().await?;
         let mut chunk_started = Instant::now();
         loop {
             let next = tokio::time::timeout(CHECKPOINT_EVERY, rows.recv()).await;
@@ -314,8 +349,14 @@ impl Jobs {
                 }
             }
             let stopping = self.stopping.load(Ordering::SeqCst);
-            let due = chunk.len() >= self.chunk_rows
-                || chunk_started.elapsed() >= CHECKPOINT_EVERY
+            // A slow upload is written every second, so that its progress shows; a fast one
+            // fills its chunks first.
+            let chunk_rows = self
+                .chunk_rows
+                .with_stored(stored_before + progress.accepted);
+            let due = chunk.len() >= chunk_rows
+                || (chunk_started.elapsed() >= CHECKPOINT_EVERY
+                    && chunk.len() < self.chunk_rows.least)
                 || ended
                 || stopping;
             if due {
@@ -584,4 +625,29 @@ fn job_from_row(row: &sqlx::any::AnyRow) -> Result<JobView, ServiceError> {
         started_at: started_at.map(to_time),
         finished_at: finished_at.map(to_time),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_half_the_store_within_bounds() {
+        let rows = ChunkRows::default();
+        assert_eq!(rows.with_stored(0), 20_000);
+        assert_eq!(rows.with_stored(100_000), 50_000);
+        assert_eq!(rows.with_stored(10_000_000), 250_000);
+        let fixed = ChunkRows {
+            least: 40,
+            most: 40,
+        };
+        assert_eq!(fixed.with_stored(1_000_000), 40);
+        let odd = ChunkRows { least: 0, most: 0 };
+        assert_eq!(odd.with_stored(0), 1, "never empty, whatever the settings");
+        let crossed = ChunkRows {
+            least: 500,
+            most: 100,
+        };
+        assert_eq!(crossed.with_stored(1_000_000), 500, "the least wins");
+    }
 }

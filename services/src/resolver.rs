@@ -22,7 +22,7 @@ use c360_matching::compare::{Field, MISSING};
 use c360_matching::model::{Population, UnknownPopulation};
 use c360_matching::survivorship::SurvivorshipConfig;
 use c360_matching::{
-    blocking, graph, identifier_keys, normalize, survivorship, Engine, Features, Verdict,
+    batch, blocking, graph, identifier_keys, normalize, survivorship, Engine, Features, Verdict,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
@@ -33,7 +33,7 @@ use crate::enrich::Enricher;
 use crate::error::{ServiceError, StoreError};
 use crate::store::{
     execute_json_rows, fetch_json_rows, json_rows, json_rows_param, pair_placeholders,
-    placeholders, Database, WriteTx,
+    placeholders, Database, WriteTx, JSON_ROWS_PER_STATEMENT,
 };
 
 /// Transactions that hit a deadlock or serialization failure are tried this many times.
@@ -419,7 +419,7 @@ impl Resolver {
         .bind(key.source_id.as_str())
         .execute(&mut *write.tx)
         .await?;
-        write_index(&mut write.tx, &[(profile, keys)]).await?;
+        write_index(&mut write.tx, &IndexRows::of(&[(profile, keys)])?).await?;
         delete_links_of(&mut write.tx, &key).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
 
@@ -573,6 +573,12 @@ impl Resolver {
             );
         }
         Ok(StoredNames { total, counts })
+    }
+
+    /// How many records are stored (counted at most [`RECORD_COUNT_TTL`] ago).
+    pub async fn stored_records(&self) -> Result<u64, StoreError> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(self.record_total(&mut conn).await? as u64)
     }
 
     pub(crate) async fn record_total(&self, conn: &mut AnyConnection) -> Result<f64, StoreError> {
@@ -1296,40 +1302,154 @@ pub(crate) async fn insert_records(
     );
     execute_json_rows(conn, &sql, &values, Some(now)).await?;
     let indexed: Vec<(&Profile, &[String])> = rows.iter().map(|row| (row.0, row.1)).collect();
-    write_index(conn, &indexed).await
+    write_index(conn, &IndexRows::of(&indexed)?).await
 }
 
-/// Writes the identifiers and blocking keys of records, in multi-row INSERTs: a round trip
-/// per key would dominate ingest. `records.filed_keys` must list the same blocking keys.
-async fn write_index(
-    conn: &mut AnyConnection,
-    records: &[(&Profile, &[String])],
-) -> Result<(), StoreError> {
-    let mut identifiers: Vec<(&'static str, String, &str, &str)> = Vec::new();
-    let mut keys: Vec<(&str, &str, &str)> = Vec::new();
-    for (profile, filed) in records {
-        let (source, id) = (profile.source.as_str(), profile.source_id.as_str());
-        for (kind, value) in identifier_keys(profile) {
-            identifiers.push((kind.as_str(), value, source, id));
-        }
-        for key in filed.iter() {
-            keys.push((key, source, id));
-        }
+/// New records' rows of `records`, serialized ahead of the write (a bulk chunk does it before
+/// it takes the writer lock): each row is a JSON array of everything but the record's
+/// customer, which resolution decides and [`insert_new_records`] appends as the last cell.
+pub(crate) struct NewRecordRows {
+    /// `[source, source_id, profile, source_updated_at, filed_keys` with no closing bracket,
+    /// by record.
+    open_rows: Vec<String>,
+    /// Record indices in key order, as the primary key's B-tree wants the rows.
+    key_order: Vec<usize>,
+}
+
+impl NewRecordRows {
+    /// The rows of `profiles`, filed under `keys` (by record); CPU-bound, on every core.
+    pub(crate) fn of(profiles: &[Profile], keys: &[Vec<String>]) -> Result<Self, StoreError> {
+        let indices: Vec<usize> = (0..profiles.len()).collect();
+        let open_rows = batch::parallel_map(&indices, |&i| {
+            let profile = &profiles[i];
+            let row = (
+                profile.source.as_str(),
+                profile.source_id.as_str(),
+                to_json(profile)?,
+                profile.updated_at.map(|t| t.timestamp_millis()),
+                to_json(&keys[i])?,
+            );
+            let mut text = to_json(&row)?;
+            text.pop(); // the closing bracket: the customer comes last
+            Ok(text)
+        })
+        .into_iter()
+        .collect::<Result<Vec<String>, StoreError>>()?;
+        let mut key_order = indices;
+        key_order.sort_unstable_by(|&a, &b| {
+            let (a, b) = (&profiles[a], &profiles[b]);
+            (a.source.as_str(), a.source_id.as_str())
+                .cmp(&(b.source.as_str(), b.source_id.as_str()))
+        });
+        Ok(Self {
+            open_rows,
+            key_order,
+        })
     }
-    // In index order: each B-tree page is then visited once per chunk, not once per row.
-    identifiers.sort_unstable();
-    keys.sort_unstable();
+}
+
+/// Inserts new records, first seen `now`: `rows` as built by [`NewRecordRows::of`] and the
+/// customer of each (by record). Files nothing in the index: see [`write_index`].
+pub(crate) async fn insert_new_records(
+    conn: &mut AnyConnection,
+    rows: &NewRecordRows,
+    customers: &[&CustomerId],
+    now: i64,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO records (source, source_id, customer_id, profile, source_updated_at, \
+         first_seen_at, last_changed_at, filed_keys) \
+         SELECT c0, c1, c5, c2, CAST(c3 AS BIGINT), $2, $2, c4 FROM {}",
+        json_rows(conn, 1, 6, "v")
+    );
+    for part in rows.key_order.chunks(JSON_ROWS_PER_STATEMENT) {
+        let mut param = String::from("[");
+        for (n, &i) in part.iter().enumerate() {
+            if n > 0 {
+                param.push(',');
+            }
+            param.push_str(&rows.open_rows[i]);
+            param.push(',');
+            param.push_str(&to_json(&customers[i].as_str())?);
+            param.push(']');
+        }
+        param.push(']');
+        sqlx::query(&sql)
+            .bind(param)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The rows that file records under their identifiers and blocking keys, in index order and
+/// serialized as the parameters of their INSERTs: built ahead of the write, which a bulk chunk
+/// then runs while it scores candidates.
+pub(crate) struct IndexRows {
+    identifiers: Vec<String>,
+    keys: Vec<String>,
+}
+
+impl IndexRows {
+    /// The index rows of `records`, each with the blocking keys it is filed under (which
+    /// `records.filed_keys` must list).
+    pub(crate) fn of(records: &[(&Profile, &[String])]) -> Result<Self, StoreError> {
+        let mut identifiers: Vec<(&'static str, String, &str, &str)> = Vec::new();
+        let mut keys: Vec<(&str, &str, &str)> = Vec::new();
+        for (profile, filed) in records {
+            let (source, id) = (profile.source.as_str(), profile.source_id.as_str());
+            for (kind, value) in identifier_keys(profile) {
+                identifiers.push((kind.as_str(), value, source, id));
+            }
+            for key in filed.iter() {
+                keys.push((key, source, id));
+            }
+        }
+        // In index order: each B-tree page is then visited once per chunk, not once per row.
+        identifiers.sort_unstable();
+        keys.sort_unstable();
+        Ok(Self {
+            identifiers: identifiers
+                .chunks(JSON_ROWS_PER_STATEMENT)
+                .map(json_rows_param)
+                .collect::<Result<_, _>>()?,
+            keys: keys
+                .chunks(JSON_ROWS_PER_STATEMENT)
+                .map(json_rows_param)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// Files records under their identifiers and blocking keys, in multi-row INSERTs: a round
+/// trip per key would dominate ingest.
+pub(crate) async fn write_index(
+    conn: &mut AnyConnection,
+    rows: &IndexRows,
+) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO record_identifiers (kind, value, source, source_id) \
          SELECT c0, c1, c2, c3 FROM {}",
         json_rows(conn, 1, 4, "v")
     );
-    execute_json_rows(conn, &sql, &identifiers, None).await?;
+    for param in &rows.identifiers {
+        sqlx::query(&sql)
+            .bind(param.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
     let sql = format!(
         "INSERT INTO blocking_keys (key, source, source_id) SELECT c0, c1, c2 FROM {}",
         json_rows(conn, 1, 3, "v")
     );
-    execute_json_rows(conn, &sql, &keys, None).await
+    for param in &rows.keys {
+        sqlx::query(&sql)
+            .bind(param.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Removes a stored record from the index: its identifiers, and the blocking keys its row
@@ -1696,4 +1816,89 @@ pub(crate) async fn load_view(
         created_at: to_time(row.try_get(2)?),
         updated_at: to_time(row.try_get(3)?),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(source: &str, id: &str, updated_at: Option<&str>) -> Profile {
+        let input = serde_json::json!({
+            "source": source, "source_id": id, "first_name": "Zoë \"Z\"", "last_name": "O'Neil",
+            "updated_at": updated_at,
+        });
+        Profile::parse(&serde_json::from_value(input).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn new_record_rows_take_their_customer_last_and_come_in_key_order() {
+        let profiles = vec![
+            profile("web", "2", None),
+            profile("crm", "9", Some("2026-11-01T10:00:00Z")),
+            profile("crm", "10", None),
+        ];
+        let keys = vec![
+            vec!["n:a".to_owned()],
+            vec!["n:b".to_owned(), "e:x\"y".to_owned()],
+            vec![],
+        ];
+        let rows = NewRecordRows::of(&profiles, &keys).unwrap();
+        let order: Vec<&str> = rows
+            .key_order
+            .iter()
+            .map(|&i| profiles[i].source_id.as_str())
+            .collect();
+        assert_eq!(order, ["10", "9", "2"], "by (source, source_id), as text");
+
+        let customer = new_customer_id();
+        let row = format!(
+            "{},{}]",
+            rows.open_rows[1],
+            to_json(&customer.as_str()).unwrap()
+        );
+        let cells: Vec<serde_json::Value> = serde_json::from_str(&row).unwrap();
+        assert_eq!(cells.len(), 6);
+        assert_eq!(cells[0], "crm");
+        assert_eq!(cells[1], "9");
+        let stored: Profile = serde_json::from_str(cells[2].as_str().unwrap()).unwrap();
+        assert_eq!(
+            stored, profiles[1],
+            "the profile as JSON text, escapes and all"
+        );
+        assert_eq!(cells[3], profiles[1].updated_at.unwrap().timestamp_millis());
+        let filed: Vec<String> = serde_json::from_str(cells[4].as_str().unwrap()).unwrap();
+        assert_eq!(filed, keys[1]);
+        assert_eq!(cells[5], customer.as_str());
+        let row = format!("{},\"c\"]", rows.open_rows[0]);
+        let cells: Vec<serde_json::Value> = serde_json::from_str(&row).unwrap();
+        assert!(cells[3].is_null(), "no updated_at");
+    }
+
+    #[test]
+    fn index_rows_are_sorted_and_split_per_statement() {
+        let profiles: Vec<Profile> = (0..JSON_ROWS_PER_STATEMENT + 1)
+            .map(|i| profile("crm", &format!("{i}"), None))
+            .collect();
+        let keys: Vec<Vec<String>> = (0..profiles.len())
+            .map(|i| vec![format!("k:{}", profiles.len() - i)])
+            .collect();
+        let records: Vec<(&Profile, &[String])> = profiles
+            .iter()
+            .zip(&keys)
+            .map(|(p, k)| (p, k.as_slice()))
+            .collect();
+        let rows = IndexRows::of(&records).unwrap();
+        assert_eq!(rows.keys.len(), 2, "one statement per 10,000 rows");
+        let all: Vec<(String, String, String)> = rows
+            .keys
+            .iter()
+            .flat_map(|p| serde_json::from_str::<Vec<(String, String, String)>>(p).unwrap())
+            .collect();
+        assert_eq!(all.len(), profiles.len());
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "in index order");
+        assert!(
+            rows.identifiers.is_empty(),
+            "no identifiers in these records"
+        );
+    }
 }

@@ -400,7 +400,11 @@ async fn file_level_errors_store_nothing(engine: Engine) {
 
 async fn an_interrupted_job_resumes_after_a_restart(engine: Engine) {
     // Small chunks, and enough of them that the job is still running when the restart comes.
-    let app = TestApp::spawn_with(engine, |c| c.bulk_chunk_rows = 40).await;
+    let app = TestApp::spawn_with(engine, |c| {
+        c.bulk_chunk_rows = 40;
+        c.bulk_max_chunk_rows = 40;
+    })
+    .await;
     let rows = 2000;
     let mut body = format!("{HEADER}\n");
     for (_, row) in good_rows(rows, 2) {
