@@ -44,7 +44,7 @@ pub struct Database {
     /// SQLite has one writer at a time: writes queue here, in the process, for the one
     /// connection that writes (no `SQLITE_BUSY` on lock upgrades). PostgreSQL uses row and
     /// advisory locks instead.
-    sqlite_writer: Option<(AnyPool, Arc<Mutex<WriterSlot>>)>,
+    sqlite_writer: Option<(AnyPool, Arc<Mutex<()>>)>,
     statistics: Arc<Statistics>,
 }
 
@@ -76,8 +76,6 @@ const SQLITE_READER_CACHE_KIB: i64 = 32 * 1024;
 /// records stored saturated at 264/s (p50 1.6 s) where 32 MiB sustains 300/s (p50 2.3 ms,
 /// p99 22 ms). A 1M-record bulk upload ran at 2,388 rows/s with 32 MiB, 2,395 with 256 MiB.
 const SQLITE_WRITER_CACHE_KIB: i64 = 32 * 1024;
-/// SQLite page cache of the writing connection while a bulk chunk writes, in KiB.
-const SQLITE_BULK_CACHE_KIB: i64 = 1024 * 1024;
 /// Reads of pages not in a connection's cache go through a memory map instead of a system
 /// call each; address space only, the OS page cache holds the pages either way.
 const SQLITE_MMAP_BYTES: i64 = 4 << 30;
@@ -85,14 +83,7 @@ const SQLITE_MMAP_BYTES: i64 = 4 << 30;
 /// A write transaction plus, on SQLite, the process-wide writer slot it holds.
 pub struct WriteTx {
     pub tx: sqlx::Transaction<'static, sqlx::Any>,
-    _writer: Option<OwnedMutexGuard<WriterSlot>>,
-}
-
-/// SQLite's writing connection, held by one writer at a time.
-#[derive(Debug, Default)]
-struct WriterSlot {
-    /// Whether the connection's page cache is the bulk size, not the everyday one.
-    bulk_cache: bool,
+    _writer: Option<OwnedMutexGuard<()>>,
 }
 
 impl Database {
@@ -152,8 +143,7 @@ impl Database {
         Ok(Self {
             pool,
             engine,
-            sqlite_writer: sqlite_writer
-                .map(|pool| (pool, Arc::new(Mutex::new(WriterSlot::default())))),
+            sqlite_writer: sqlite_writer.map(|pool| (pool, Arc::new(Mutex::new(())))),
             statistics: Arc::default(),
         })
     }
@@ -300,24 +290,8 @@ impl Database {
             // snapshot first and fails with SQLITE_BUSY_SNAPSHOT when a write outside the
             // writer queue (the view outbox, a second process) commits before it writes.
             Some((pool, queue)) => {
-                let mut slot = queue.clone().lock_owned().await;
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                // A bulk chunk rewrites index pages all over the store: with the everyday
-                // cache, SQLite spills dirty pages to the WAL mid-transaction and writes many
-                // of them again. The everyday size comes back with the next other write, which
-                // pays for dropping the large cache once (see SQLITE_WRITER_CACHE_KIB).
-                if bulk != slot.bulk_cache {
-                    let kib = if bulk {
-                        SQLITE_BULK_CACHE_KIB
-                    } else {
-                        SQLITE_WRITER_CACHE_KIB
-                    };
-                    sqlx::query(&format!("PRAGMA cache_size = -{kib}"))
-                        .execute(&mut *tx)
-                        .await?;
-                    slot.bulk_cache = bulk;
-                }
-                (tx, Some(slot))
+                let slot = queue.clone().lock_owned().await;
+                (pool.begin_with("BEGIN IMMEDIATE").await?, Some(slot))
             }
             None => (self.pool.begin().await?, None),
         };
