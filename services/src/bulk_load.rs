@@ -182,11 +182,13 @@ impl Resolver {
             .collect();
             (features, decided)
         });
-        write_index(conn, &chunk.index_rows).await?;
+        let filing = write_index(conn, &chunk.index_rows).await;
         let filed_ms = started.elapsed() - loaded;
+        // The scoring is awaited even when filing failed: a retry must not score beside it.
         let (mut features, decided) = scoring
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        filing?;
         let engine = self.engine.clone();
         let mut links = Vec::new();
         let mut reviews: BTreeMap<usize, Vec<Review>> = BTreeMap::new();
