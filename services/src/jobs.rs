@@ -35,9 +35,10 @@ use crate::Resolver;
 /// grow with the store: in chunks of 20,000, a 1,003,500-row upload into SQLite ran at 2,548
 /// rows/s, in chunks of 250,000 at 6,233 rows/s, and with these bounds at 5,032 rows/s
 /// (`scripts/bench-bulk sqlite 1000000 6 [CHUNK]`; the fixed sizes were measured with a larger
-/// SQLite page cache, since dropped, that made no measurable difference). A chunk also holds the writer for its whole transaction, and record-by-record
-/// writers wait that long. So a chunk is half of what is stored, within these bounds:
-/// short while the store is small, long enough to pay for the reads once it is large.
+/// SQLite page cache, since dropped, that made no measurable difference). A chunk also holds
+/// the writer for its whole transaction, and record-by-record writers wait that long. So a
+/// chunk is half of what is stored, within these bounds: short while the store is small, long
+/// enough to pay for the reads once it is large.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkRows {
     pub least: usize,
