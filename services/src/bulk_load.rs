@@ -53,12 +53,12 @@ impl PreparedChunk {
     fn of(profiles: Vec<Profile>) -> Result<Self, StoreError> {
         let features = batch::parallel_map(&profiles, Features::of);
         let keys = batch::parallel_map(&features, blocking::keys);
-        let record_rows = NewRecordRows::of(&profiles, &keys)?;
         let filed: Vec<(&Profile, &[String])> = profiles
             .iter()
             .zip(&keys)
             .map(|(profile, keys)| (profile, keys.as_slice()))
             .collect();
+        let record_rows = NewRecordRows::of(&filed)?;
         let index_rows = IndexRows::of(&filed)?;
         Ok(Self {
             profiles,

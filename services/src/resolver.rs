@@ -32,8 +32,8 @@ use crate::customer_view::DynamoViews;
 use crate::enrich::Enricher;
 use crate::error::{ServiceError, StoreError};
 use crate::store::{
-    execute_json_rows, fetch_json_rows, json_rows, json_rows_param, pair_placeholders,
-    placeholders, Database, WriteTx, JSON_ROWS_PER_STATEMENT,
+    execute_json_params, execute_json_rows, fetch_json_rows, json_rows, json_rows_param,
+    pair_placeholders, placeholders, Database, WriteTx, JSON_ROWS_PER_STATEMENT,
 };
 
 /// Transactions that hit a deadlock or serialization failure are tried this many times.
@@ -374,7 +374,7 @@ impl Resolver {
             }
         };
 
-        insert_records(&mut write.tx, &[(profile, keys, &customer_id, now)], now).await?;
+        insert_record(&mut write.tx, profile, keys, &customer_id, now).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
         if !absorbed.is_empty() {
             absorb(&mut write.tx, &absorbed, &customer_id, now).await?;
@@ -1273,36 +1273,18 @@ async fn delete_customer(conn: &mut AnyConnection, id: &CustomerId) -> Result<()
     Ok(())
 }
 
-/// Inserts records, each with its blocking keys, customer and first-seen time, and files them
-/// under their identifiers and those keys.
-pub(crate) async fn insert_records(
+/// Inserts a new record, first seen `now`, with its blocking keys and customer, and files it
+/// under its identifiers and those keys: the bulk path's writes, for one record.
+pub(crate) async fn insert_record(
     conn: &mut AnyConnection,
-    rows: &[(&Profile, &[String], &CustomerId, i64)],
+    profile: &Profile,
+    keys: &[String],
+    customer_id: &CustomerId,
     now: i64,
 ) -> Result<(), StoreError> {
-    let mut values = Vec::with_capacity(rows.len());
-    for (profile, keys, customer_id, first_seen) in rows {
-        values.push((
-            profile.source.as_str(),
-            profile.source_id.as_str(),
-            customer_id.as_str(),
-            to_json(profile)?,
-            profile.updated_at.map(|t| t.timestamp_millis()),
-            *first_seen,
-            to_json(keys)?,
-        ));
-    }
-    // In key order, as the primary key's B-tree wants them.
-    values.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    let sql = format!(
-        "INSERT INTO records (source, source_id, customer_id, profile, source_updated_at, \
-         first_seen_at, last_changed_at, filed_keys) \
-         SELECT c0, c1, c2, c3, CAST(c4 AS BIGINT), CAST(c5 AS BIGINT), $2, c6 FROM {}",
-        json_rows(conn, 1, 7, "v")
-    );
-    execute_json_rows(conn, &sql, &values, Some(now)).await?;
-    let indexed: Vec<(&Profile, &[String])> = rows.iter().map(|row| (row.0, row.1)).collect();
-    write_index(conn, &IndexRows::of(&indexed)?).await
+    let filed = [(profile, keys)];
+    insert_new_records(conn, &NewRecordRows::of(&filed)?, &[customer_id], now).await?;
+    write_index(conn, &IndexRows::of(&filed)?).await
 }
 
 /// New records' rows of `records`, serialized ahead of the write (a bulk chunk does it before
@@ -1317,17 +1299,16 @@ pub(crate) struct NewRecordRows {
 }
 
 impl NewRecordRows {
-    /// The rows of `profiles`, filed under `keys` (by record); CPU-bound, on every core.
-    pub(crate) fn of(profiles: &[Profile], keys: &[Vec<String>]) -> Result<Self, StoreError> {
-        let indices: Vec<usize> = (0..profiles.len()).collect();
-        let open_rows = batch::parallel_map(&indices, |&i| {
-            let profile = &profiles[i];
+    /// The rows of `records`, each with the blocking keys it is filed under; CPU-bound, on
+    /// every core.
+    pub(crate) fn of(records: &[(&Profile, &[String])]) -> Result<Self, StoreError> {
+        let open_rows = batch::parallel_map(records, |(profile, keys)| {
             let row = (
                 profile.source.as_str(),
                 profile.source_id.as_str(),
                 to_json(profile)?,
                 profile.updated_at.map(|t| t.timestamp_millis()),
-                to_json(&keys[i])?,
+                to_json(keys)?,
             );
             let mut text = to_json(&row)?;
             text.pop(); // the closing bracket: the customer comes last
@@ -1335,11 +1316,10 @@ impl NewRecordRows {
         })
         .into_iter()
         .collect::<Result<Vec<String>, StoreError>>()?;
-        let mut key_order = indices;
-        key_order.sort_unstable_by(|&a, &b| {
-            let (a, b) = (&profiles[a], &profiles[b]);
-            (a.source.as_str(), a.source_id.as_str())
-                .cmp(&(b.source.as_str(), b.source_id.as_str()))
+        let mut key_order: Vec<usize> = (0..records.len()).collect();
+        key_order.sort_unstable_by_key(|&i| {
+            let profile = records[i].0;
+            (profile.source.as_str(), profile.source_id.as_str())
         });
         Ok(Self {
             open_rows,
@@ -1362,6 +1342,7 @@ pub(crate) async fn insert_new_records(
          SELECT c0, c1, c5, c2, CAST(c3 AS BIGINT), $2, $2, c4 FROM {}",
         json_rows(conn, 1, 6, "v")
     );
+    let mut params = Vec::new();
     for part in rows.key_order.chunks(JSON_ROWS_PER_STATEMENT) {
         let mut param = String::from("[");
         for (n, &i) in part.iter().enumerate() {
@@ -1374,13 +1355,9 @@ pub(crate) async fn insert_new_records(
             param.push(']');
         }
         param.push(']');
-        sqlx::query(&sql)
-            .bind(param)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
+        params.push(param);
     }
-    Ok(())
+    execute_json_params(conn, &sql, &params, Some(now)).await
 }
 
 /// The rows that file records under their identifiers and blocking keys, in index order and
@@ -1433,23 +1410,12 @@ pub(crate) async fn write_index(
          SELECT c0, c1, c2, c3 FROM {}",
         json_rows(conn, 1, 4, "v")
     );
-    for param in &rows.identifiers {
-        sqlx::query(&sql)
-            .bind(param.as_str())
-            .execute(&mut *conn)
-            .await?;
-    }
+    execute_json_params(conn, &sql, &rows.identifiers, None).await?;
     let sql = format!(
         "INSERT INTO blocking_keys (key, source, source_id) SELECT c0, c1, c2 FROM {}",
         json_rows(conn, 1, 3, "v")
     );
-    for param in &rows.keys {
-        sqlx::query(&sql)
-            .bind(param.as_str())
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    execute_json_params(conn, &sql, &rows.keys, None).await
 }
 
 /// Removes a stored record from the index: its identifiers, and the blocking keys its row
@@ -1832,7 +1798,7 @@ mod tests {
 
     #[test]
     fn new_record_rows_take_their_customer_last_and_come_in_key_order() {
-        let profiles = vec![
+        let profiles = [
             profile("web", "2", None),
             profile("crm", "9", Some("2026-11-01T10:00:00Z")),
             profile("crm", "10", None),
@@ -1842,7 +1808,12 @@ mod tests {
             vec!["n:b".to_owned(), "e:x\"y".to_owned()],
             vec![],
         ];
-        let rows = NewRecordRows::of(&profiles, &keys).unwrap();
+        let filed: Vec<(&Profile, &[String])> = profiles
+            .iter()
+            .zip(&keys)
+            .map(|(p, k)| (p, k.as_slice()))
+            .collect();
+        let rows = NewRecordRows::of(&filed).unwrap();
         let order: Vec<&str> = rows
             .key_order
             .iter()

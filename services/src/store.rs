@@ -73,8 +73,10 @@ const SQLITE_READER_CACHE_KIB: i64 = 32 * 1024;
 /// through the memory map, so a larger cache buys little, and every commit pays for its size:
 /// with 256 MiB, the end of each transaction spent its time in SQLite's page-cache truncation
 /// (`pcache1TruncateUnsafe`, 8% of the process in `perf`), and `POST /v1/records` with 241,389
-/// records stored saturated at 264/s (p50 1.6 s) where 32 MiB sustains 300/s (p50 2.3 ms,
-/// p99 22 ms). A 1M-record bulk upload ran at 2,388 rows/s with 32 MiB, 2,395 with 256 MiB.
+/// records stored saturated at 264/s (p50 1.6 s) where 32 MiB sustained 300/s (p50 2.3 ms,
+/// p99 22 ms) in that run; 300/s is near what this test sustains, and later runs ranged from
+/// p50 11 ms to 279/s. A 1M-record bulk upload ran at 2,388 rows/s with 32 MiB, 2,395 with
+/// 256 MiB.
 const SQLITE_WRITER_CACHE_KIB: i64 = 32 * 1024;
 /// Reads of pages not in a connection's cache go through a memory map instead of a system
 /// call each; address space only, the OS page cache holds the pages either way.
@@ -404,6 +406,24 @@ pub async fn execute_json_rows<R: serde::Serialize>(
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(JSON_ROWS_PER_STATEMENT) {
         let mut query = sqlx::query(sql).bind(json_rows_param(chunk)?);
+        if let Some(now) = now {
+            query = query.bind(now);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Runs `sql`, whose `$1` is a [`json_rows`] table, once per parameter of `params`, each
+/// already serialized (see [`json_rows_param`]); `now`, when given, is its `$2`.
+pub async fn execute_json_params(
+    conn: &mut sqlx::AnyConnection,
+    sql: &str,
+    params: &[String],
+    now: Option<i64>,
+) -> Result<(), StoreError> {
+    for param in params {
+        let mut query = sqlx::query(sql).bind(param.as_str());
         if let Some(now) = now {
             query = query.bind(now);
         }
