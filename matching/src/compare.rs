@@ -3,7 +3,7 @@
 //! from `strsim`, phonetic codes and the nickname table.
 
 use serde::{Deserialize, Serialize};
-use strsim::{damerau_levenshtein, jaro_winkler};
+use strsim::jaro_winkler;
 
 use crate::features::{AddressFeature, Features, NameFeature};
 use crate::normalize::name::Nicknames;
@@ -201,12 +201,14 @@ fn first_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
     {
         return 4;
     }
-    // A mistyped nickname: "Zader" for Alexander is close to "Zander".
+    // A mistyped nickname: "Zader" for Alexander is close to "Zander". Most first names that
+    // get this far share too few letters with any of the family for Jaro-Winkler to reach
+    // 0.85: the bound skips them without computing it.
     let near_family = |x: &str, y: &str| {
         x.len() >= 3
-            && nicknames
-                .family(y)
-                .any(|n| n.len() >= 3 && jaro_winkler(x, n) >= 0.85)
+            && nicknames.family(y).any(|n| {
+                n.len() >= 3 && may_reach_jaro_winkler(x, n, 0.85) && jaro_winkler(x, n) >= 0.85
+            })
     };
     if near_family(fa, fb) || near_family(fb, fa) {
         return 4;
@@ -236,9 +238,16 @@ fn date_level(a: &chrono::NaiveDate, b: &chrono::NaiveDate) -> u8 {
     if a == b {
         return EXACT;
     }
-    let text = |d: &chrono::NaiveDate| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day());
     let swapped = a.year() == b.year() && a.month() == b.day() && a.day() == b.month();
-    if swapped || damerau_levenshtein(&text(a), &text(b)) <= 1 {
+    let one_slip = match (date_digits(a), date_digits(b)) {
+        (Some(x), Some(y)) => within_one_edit(&x, &y),
+        _ => {
+            let text =
+                |d: &chrono::NaiveDate| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day());
+            within_one_edit_str(&text(a), &text(b))
+        }
+    };
+    if swapped || one_slip {
         return 2;
     }
     3
@@ -248,7 +257,9 @@ fn email_level(a: &str, b: &str) -> u8 {
     if a == b {
         return EXACT;
     }
-    let user = |e: &str| e.rsplit_once('@').map_or("", |(u, _)| u).to_owned();
+    fn user(e: &str) -> &str {
+        e.rsplit_once('@').map_or("", |(u, _)| u)
+    }
     if user(a) == user(b) && user(a).len() >= 4 {
         2
     } else {
@@ -261,8 +272,8 @@ fn phone_level(a: &str, b: &str) -> u8 {
     if a == b {
         return EXACT;
     }
-    let tail = |p: &str| p.chars().rev().take(7).collect::<String>();
-    if damerau_levenshtein(a, b) <= 1 || (a.len() >= 10 && tail(a) == tail(b)) {
+    let same_tail = a.chars().rev().take(7).eq(b.chars().rev().take(7));
+    if within_one_edit_str(a, b) || (a.len() >= 10 && same_tail) {
         2
     } else {
         3
@@ -288,7 +299,7 @@ fn house_level(a: &str, b: &str) -> u8 {
         c.sort_unstable();
         c
     };
-    if damerau_levenshtein(a, b) <= 1 && (a.len() != b.len() || sorted(a) == sorted(b)) {
+    if within_one_edit_str(a, b) && (a.len() != b.len() || sorted(a) == sorted(b)) {
         2
     } else {
         3
@@ -314,7 +325,7 @@ fn address_level(a: &AddressFeature, b: &AddressFeature) -> u8 {
     let zip = pair(&a.postal_code, &b.postal_code);
     let city = pair(&a.city, &b.city);
     let zip_exact = zip.is_some_and(|(x, y)| x == y);
-    let zip_close = zip.is_some_and(|(x, y)| damerau_levenshtein(x, y) <= 1);
+    let zip_close = zip.is_some_and(|(x, y)| within_one_edit_str(x, y));
     let city_same = city.is_some_and(|(x, y)| x == y || jaro_winkler(x, y) >= 0.88);
     let area = zip_exact || city_same;
     let area_close = area || zip_close;
@@ -343,6 +354,82 @@ fn address_level(a: &AddressFeature, b: &AddressFeature) -> u8 {
     }
 }
 
+/// Whether Damerau-Levenshtein distance of `a` and `b` is at most 1 (one insertion, deletion,
+/// substitution or transposition of neighbours), without the distance matrix that
+/// `strsim::damerau_levenshtein` allocates: phones, dates, house numbers and postal codes are
+/// compared this way in most candidate pairs.
+fn within_one_edit<T: PartialEq>(a: &[T], b: &[T]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if long.len() - short.len() > 1 {
+        return false;
+    }
+    let Some(i) = short.iter().zip(long).position(|(x, y)| x != y) else {
+        return true; // equal, or one character appended
+    };
+    if short.len() == long.len() {
+        short[i + 1..] == long[i + 1..]
+            || (i + 1 < short.len()
+                && short[i] == long[i + 1]
+                && short[i + 1] == long[i]
+                && short[i + 2..] == long[i + 2..])
+    } else {
+        short[i..] == long[i + 1..]
+    }
+}
+
+/// [`within_one_edit`] over characters; ASCII text (the usual case) is compared as bytes.
+fn within_one_edit_str(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        within_one_edit(a.as_bytes(), b.as_bytes())
+    } else {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        within_one_edit(&a, &b)
+    }
+}
+
+/// `YYYYMMDD`, the digits a date is typed with, for years 0 to 9999.
+fn date_digits(d: &chrono::NaiveDate) -> Option<[u8; 8]> {
+    use chrono::Datelike;
+    let year = u32::try_from(d.year()).ok().filter(|&y| y <= 9999)?;
+    let mut out = [b'0'; 8];
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for k in (at..at + width).rev() {
+            out[k] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(4, 2, d.month());
+    put(6, 2, d.day());
+    Some(out)
+}
+
+/// Whether Jaro-Winkler similarity of `a` and `b` can reach `threshold`, from the letters they
+/// share (an upper bound of Jaro's matching characters) and the longest prefix bonus. `false`
+/// means it cannot; `true` means it might.
+fn may_reach_jaro_winkler(a: &str, b: &str, threshold: f64) -> bool {
+    if !(a.is_ascii() && b.is_ascii()) || a.is_empty() || b.is_empty() {
+        return true;
+    }
+    let mut counts = [0i32; 128];
+    for &c in a.as_bytes() {
+        counts[usize::from(c)] += 1;
+    }
+    let mut shared = 0;
+    for &c in b.as_bytes() {
+        let slot = &mut counts[usize::from(c)];
+        if *slot > 0 {
+            *slot -= 1;
+            shared += 1;
+        }
+    }
+    // Jaro <= (m/|a| + m/|b| + 1) / 3 with m <= shared; Winkler adds at most
+    // 0.1 * 4 * (1 - Jaro) for a common prefix of four.
+    let m = f64::from(shared);
+    let jaro = (m / a.len() as f64 + m / b.len() as f64 + 1.0) / 3.0;
+    jaro + 0.4 * (1.0 - jaro) >= threshold
+}
+
 /// Compares two records field by field.
 pub fn compare(a: &Features, b: &Features) -> Comparison {
     let mut levels = [MISSING; FIELD_COUNT];
@@ -358,13 +445,16 @@ pub fn compare(a: &Features, b: &Features) -> Comparison {
                 || (!x.phonetic.is_empty() && x.phonetic == y.phonetic)
         };
         // Swapped only when crossing the names fits clearly better than reading them straight
-        // ("Jon Johnson" and "John Jonson" are not swapped).
-        let straight = jaro_winkler(&af.text, &bf.text) + jaro_winkler(&al.text, &bl.text);
-        let crossed = jaro_winkler(&af.text, &bl.text) + jaro_winkler(&al.text, &bf.text);
-        if first != EXACT && crossed > straight + 0.2 && same(af, bl) && same(al, bf) {
-            names_swapped = true;
-            levels[Field::FirstName.index()] = 3;
-            levels[Field::LastName.index()] = 2;
+        // ("Jon Johnson" and "John Jonson" are not swapped). An exact first name is never
+        // swapped: most pairs stop there, before four Jaro-Winkler similarities.
+        if first != EXACT {
+            let straight = jaro_winkler(&af.text, &bf.text) + jaro_winkler(&al.text, &bl.text);
+            let crossed = jaro_winkler(&af.text, &bl.text) + jaro_winkler(&al.text, &bf.text);
+            if crossed > straight + 0.2 && same(af, bl) && same(al, bf) {
+                names_swapped = true;
+                levels[Field::FirstName.index()] = 3;
+                levels[Field::LastName.index()] = 2;
+            }
         }
     }
     levels[Field::DateOfBirth.index()] = both(a.dob.as_ref(), b.dob.as_ref(), date_level);
@@ -601,5 +691,51 @@ mod tests {
             level_names(json!({"first_name": "Ann"}), json!({"last_name": "Lee"})),
             vec![]
         );
+    }
+
+    proptest::proptest! {
+        /// The shortcut agrees with strsim's Damerau-Levenshtein on every pair of strings.
+        #[test]
+        fn within_one_edit_is_damerau_levenshtein_at_most_one(
+            a in "[01aé]{0,6}",
+            b in "[01aé]{0,6}",
+        ) {
+            proptest::prop_assert_eq!(
+                within_one_edit_str(&a, &b),
+                strsim::damerau_levenshtein(&a, &b) <= 1
+            );
+        }
+
+        /// The bound never skips a pair Jaro-Winkler would pass.
+        #[test]
+        fn jaro_winkler_bound_never_skips_a_passing_pair(
+            a in "[a-e]{1,9}",
+            b in "[a-e]{1,9}",
+            threshold in 0.5f64..1.0,
+        ) {
+            if jaro_winkler(&a, &b) >= threshold {
+                proptest::prop_assert!(may_reach_jaro_winkler(&a, &b, threshold));
+            }
+        }
+    }
+
+    #[test]
+    fn one_edit_cases_and_date_digits() {
+        for (a, b, expected) in [
+            ("+12025550123", "+12025550123", true),
+            ("+12025550123", "+12025550132", true), // neighbours swapped
+            ("+12025550123", "+1202555013", true),  // one dropped
+            ("+12025550123", "+12025550321", false), // two apart swapped
+            ("12", "21", true),
+            ("123", "1234", true),
+            ("123", "12345", false),
+            ("", "1", true),
+        ] {
+            assert_eq!(within_one_edit_str(a, b), expected, "{a} / {b}");
+        }
+        let date = chrono::NaiveDate::from_ymd_opt(1984, 3, 7).unwrap();
+        assert_eq!(&date_digits(&date).unwrap(), b"19840307");
+        assert!(may_reach_jaro_winkler("zader", "zander", 0.85));
+        assert!(!may_reach_jaro_winkler("bob", "elizabeth", 0.85));
     }
 }
