@@ -165,6 +165,15 @@ fn graded(a: &str, b: &str, close: f64, fuzzy: Option<f64>, phonetic_equal: bool
     if a == b {
         return EXACT;
     }
+    // Below the lowest threshold the similarity's value does not matter.
+    let lowest = fuzzy.map_or(close, |f| f.min(close));
+    if !may_reach_jaro_winkler(a, b, lowest) {
+        return match fuzzy {
+            Some(_) if phonetic_equal => 3,
+            Some(_) => 4,
+            None => 3,
+        };
+    }
     let similarity = jaro_winkler(a, b);
     if similarity >= close {
         return 2;
@@ -188,7 +197,12 @@ fn first_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
     if fa == fb || a.canonical == b.canonical || nicknames.related(fa, fb) {
         return 2;
     }
-    let similarity = jaro_winkler(&a.text, &b.text);
+    // Below 0.8 the similarity's value does not matter.
+    let similarity = if may_reach_jaro_winkler(&a.text, &b.text, 0.8) {
+        jaro_winkler(&a.text, &b.text)
+    } else {
+        0.0
+    };
     if similarity >= 0.9 {
         return 3;
     }
@@ -206,9 +220,9 @@ fn first_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
     // 0.85: the bound skips them without computing it.
     let near_family = |x: &str, y: &str| {
         x.len() >= 3
-            && nicknames.family(y).any(|n| {
-                n.len() >= 3 && may_reach_jaro_winkler(x, n, 0.85) && jaro_winkler(x, n) >= 0.85
-            })
+            && nicknames
+                .family(y)
+                .any(|n| n.len() >= 3 && jaro_winkler_at_least(x, n, 0.85))
     };
     if near_family(fa, fb) || near_family(fb, fa) {
         return 4;
@@ -326,7 +340,7 @@ fn address_level(a: &AddressFeature, b: &AddressFeature) -> u8 {
     let city = pair(&a.city, &b.city);
     let zip_exact = zip.is_some_and(|(x, y)| x == y);
     let zip_close = zip.is_some_and(|(x, y)| within_one_edit_str(x, y));
-    let city_same = city.is_some_and(|(x, y)| x == y || jaro_winkler(x, y) >= 0.88);
+    let city_same = city.is_some_and(|(x, y)| x == y || jaro_winkler_at_least(x, y, 0.88));
     let area = zip_exact || city_same;
     let area_close = area || zip_close;
 
@@ -404,30 +418,27 @@ fn date_digits(d: &chrono::NaiveDate) -> Option<[u8; 8]> {
     Some(out)
 }
 
-/// Whether Jaro-Winkler similarity of `a` and `b` can reach `threshold`, from the letters they
-/// share (an upper bound of Jaro's matching characters) and the longest prefix bonus. `false`
-/// means it cannot; `true` means it might.
+/// Whether Jaro-Winkler similarity of `a` and `b` can reach `threshold`: `false` means it
+/// cannot, `true` that it might. Jaro matches equal characters one to one, so a string has at
+/// most as many matching characters as it has characters that occur in the other at all; with
+/// that bound on the matches and the largest prefix bonus Winkler adds, most unlike names are
+/// ruled out without computing the similarity.
 fn may_reach_jaro_winkler(a: &str, b: &str, threshold: f64) -> bool {
     if !(a.is_ascii() && b.is_ascii()) || a.is_empty() || b.is_empty() {
         return true;
     }
-    let mut counts = [0i32; 128];
-    for &c in a.as_bytes() {
-        counts[usize::from(c)] += 1;
-    }
-    let mut shared = 0;
-    for &c in b.as_bytes() {
-        let slot = &mut counts[usize::from(c)];
-        if *slot > 0 {
-            *slot -= 1;
-            shared += 1;
-        }
-    }
-    // Jaro <= (m/|a| + m/|b| + 1) / 3 with m <= shared; Winkler adds at most
-    // 0.1 * 4 * (1 - Jaro) for a common prefix of four.
-    let m = f64::from(shared);
-    let jaro = (m / a.len() as f64 + m / b.len() as f64 + 1.0) / 3.0;
+    let letters = |s: &str| s.bytes().fold(0u128, |mask, c| mask | 1 << c);
+    let occurring_in = |s: &str, mask: u128| s.bytes().filter(|&c| mask & (1 << c) != 0).count();
+    let (la, lb) = (a.len() as f64, b.len() as f64);
+    let m = occurring_in(a, letters(b)).min(occurring_in(b, letters(a))) as f64;
+    // Jaro <= (m/|a| + m/|b| + 1) / 3; Winkler adds at most 0.1 * 4 * (1 - Jaro).
+    let jaro = (m / la + m / lb + 1.0) / 3.0;
     jaro + 0.4 * (1.0 - jaro) >= threshold
+}
+
+/// `jaro_winkler(a, b) >= threshold`, computed only when the bound says it may hold.
+fn jaro_winkler_at_least(a: &str, b: &str, threshold: f64) -> bool {
+    may_reach_jaro_winkler(a, b, threshold) && jaro_winkler(a, b) >= threshold
 }
 
 /// Compares two records field by field.
@@ -441,16 +452,17 @@ pub fn compare(a: &Features, b: &Features) -> Comparison {
         let first = levels[Field::FirstName.index()];
         let same = |x: &NameFeature, y: &NameFeature| {
             x.text == y.text
-                || jaro_winkler(&x.text, &y.text) >= 0.85
+                || jaro_winkler_at_least(&x.text, &y.text, 0.85)
                 || (!x.phonetic.is_empty() && x.phonetic == y.phonetic)
         };
         // Swapped only when crossing the names fits clearly better than reading them straight
         // ("Jon Johnson" and "John Jonson" are not swapped). An exact first name is never
-        // swapped: most pairs stop there, before four Jaro-Winkler similarities.
-        if first != EXACT {
+        // swapped, and crossed names that are not alike are not: most pairs stop there, before
+        // four Jaro-Winkler similarities.
+        if first != EXACT && same(af, bl) && same(al, bf) {
             let straight = jaro_winkler(&af.text, &bf.text) + jaro_winkler(&al.text, &bl.text);
             let crossed = jaro_winkler(&af.text, &bl.text) + jaro_winkler(&al.text, &bf.text);
-            if crossed > straight + 0.2 && same(af, bl) && same(al, bf) {
+            if crossed > straight + 0.2 {
                 names_swapped = true;
                 levels[Field::FirstName.index()] = 3;
                 levels[Field::LastName.index()] = 2;
