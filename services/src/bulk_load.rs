@@ -27,7 +27,7 @@ use sqlx::AnyConnection;
 
 use crate::error::{ServiceError, StoreError};
 use crate::resolver::{
-    absorb, apply_name_counts, cannot_links_among, customer_of_each, insert_edges,
+    absorb, apply_name_counts, cannot_links_among, customer_of_each, in_order, insert_edges,
     insert_new_records, name_changes, new_customer_id, now_millis, record_from_row,
     records_of_customers_except, to_json, to_time, update_customers, write_index, CustomerSummary,
     IndexRows, NewRecordRows, Review, StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
@@ -383,9 +383,14 @@ impl Resolver {
         insert_edges(conn, &written_links, now).await?;
         let inserted = started.elapsed();
         update_customers(conn, &grown, now).await?;
-        for (i, items) in &reviews {
-            crate::curation::write_reviews(conn, &keys[*i], items, now).await?;
-        }
+        crate::curation::write_reviews_of_many(
+            conn,
+            reviews
+                .iter()
+                .map(|(i, items)| (&keys[*i], items.as_slice())),
+            now,
+        )
+        .await?;
         // Name counts inside the chunk's transaction: the chunk holds the store alone anyway.
         let names = features[..n]
             .iter()
@@ -424,16 +429,6 @@ struct Group {
     new: Vec<usize>,
     stored: Vec<usize>,
     customers: BTreeSet<CustomerId>,
-}
-
-/// The two keys, the smaller first, borrowed: rule links tie on their weight, and sorting
-/// hundreds of thousands of them must not copy keys at every comparison.
-fn in_order<'a>(a: &'a RecordKey, b: &'a RecordKey) -> (&'a RecordKey, &'a RecordKey) {
-    if a <= b {
-        (a, b)
-    } else {
-        (b, a)
-    }
 }
 
 /// The key of record `idx`: new records first, then stored ones.

@@ -14,10 +14,11 @@ use sqlx::{AnyConnection, Row};
 
 use crate::error::{ServiceError, StoreError};
 use crate::resolver::{
-    absorb, customer_of_each, insert_links, key_from_row, load_candidates, load_record, now_millis,
-    ordered, record_lock_key, records_of_customers, refresh_customer, to_json, to_time, Link,
-    Resolver, Review,
+    absorb, customer_of_each, in_order, insert_links, key_from_row, load_candidates, load_record,
+    now_millis, ordered, record_lock_key, records_of_customers, refresh_customer, to_json, to_time,
+    Link, Resolver, Review,
 };
+use crate::store::{execute_json_rows, json_rows};
 
 /// How many candidates `POST /v1/match` explains.
 const MATCH_CANDIDATES: usize = 10;
@@ -38,26 +39,44 @@ pub(crate) async fn write_reviews(
     reviews: &[Review],
     now: i64,
 ) -> Result<(), StoreError> {
-    for review in reviews {
-        let (a, b) = ordered(probe, &review.other);
-        sqlx::query(
-            "INSERT INTO reviews (id, a_source, a_source_id, b_source, b_source_id, probability, \
-             reason, evidence, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(new_id("rev"))
-        .bind(a.source.as_str())
-        .bind(a.source_id.as_str())
-        .bind(b.source.as_str())
-        .bind(b.source_id.as_str())
-        .bind(review.probability)
-        .bind(review.reason.as_str())
-        .bind(to_json(&review.evidence)?)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+    write_reviews_of_many(conn, [(probe, reviews)], now).await
+}
+
+/// [`write_reviews`] for many probes at once, in one statement per few thousand pairs: a bulk
+/// chunk files tens of thousands.
+pub(crate) async fn write_reviews_of_many<'a>(
+    conn: &mut AnyConnection,
+    probes: impl IntoIterator<Item = (&'a RecordKey, &'a [Review])>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut rows = Vec::new();
+    for (probe, reviews) in probes {
+        for review in reviews {
+            let (a, b) = in_order(probe, &review.other);
+            rows.push((
+                new_id("rev"),
+                a.source.as_str(),
+                a.source_id.as_str(),
+                b.source.as_str(),
+                b.source_id.as_str(),
+                review.probability,
+                review.reason.as_str(),
+                to_json(&review.evidence)?,
+            ));
+        }
     }
-    Ok(())
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // `WHERE true` tells SQLite's parser that ON CONFLICT is the upsert clause, not a join's.
+    let sql = format!(
+        "INSERT INTO reviews (id, a_source, a_source_id, b_source, b_source_id, probability, \
+         reason, evidence, status, created_at) \
+         SELECT c0, c1, c2, c3, c4, CAST(c5 AS DOUBLE PRECISION), c6, c7, 'open', $2 FROM {} \
+         WHERE true ON CONFLICT DO NOTHING",
+        json_rows(conn, 1, 8, "v")
+    );
+    execute_json_rows(conn, &sql, &rows, Some(now)).await
 }
 
 /// Open review items of a deleted record can no longer be decided.

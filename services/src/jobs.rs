@@ -55,12 +55,18 @@ impl Default for ChunkRows {
 }
 
 impl ChunkRows {
-    /// The chunk size with `stored` records in the store.
+    /// The chunk size with `stored` records in the store. A nearly empty store (fewer than
+    /// `least` records) takes `most` at once: a first load has next to nothing to read, and
+    /// the fewer chunks it comes in, the fewer of its own records its later chunks read back.
     pub fn with_stored(self, stored: u64) -> usize {
         let least = self.least.max(1);
+        let most = self.most.max(least);
+        if stored < least as u64 {
+            return most;
+        }
         usize::try_from(stored / 2)
             .unwrap_or(usize::MAX)
-            .clamp(least, self.most.max(least))
+            .clamp(least, most)
     }
 }
 
@@ -319,9 +325,10 @@ impl Jobs {
             tracing::info!(job = %id, rows_read = progress.rows_read, "resuming bulk job");
         }
 
-        // The file is read on a blocking thread and handed over through a bounded channel, so
-        // memory stays constant whatever the file's size.
-        let (sender, mut rows) = mpsc::channel::<(u64, u64, Result<RecordInput, RowError>)>(1024);
+        // The file is read and its rows parsed on a blocking thread, and handed over in
+        // batches through a bounded channel: memory stays bounded whatever the file's size,
+        // and the next chunk is read while one is written (up to `READ_AHEAD_BATCHES`).
+        let (sender, mut batches) = mpsc::channel::<Vec<ParsedRow>>(READ_AHEAD_BATCHES);
         let bytes_read = Arc::new(AtomicU64::new(0));
         let reader = {
             let (spool, skip, bytes_read) = (spool.clone(), progress.rows_read, bytes_read.clone());
@@ -329,6 +336,8 @@ impl Jobs {
                 read_rows(&spool, format, skip, &bytes_read, &sender)
             })
         };
+        let mut rows = std::collections::VecDeque::new();
+        let mut reading = true;
 
         // Valid rows wait in `chunk` and are resolved and written together; the checkpoint
         // follows each written chunk, so it never covers a row that is not stored.
@@ -337,15 +346,18 @@ impl Jobs {
         let stored_before = self.resolver.stored_records().await?;
         let mut chunk_started = Instant::now();
         loop {
-            let next = tokio::time::timeout(CHECKPOINT_EVERY, rows.recv()).await;
-            let ended = matches!(next, Ok(None));
-            if let Ok(Some((line, bytes, row))) = next {
+            if rows.is_empty() && reading {
+                match tokio::time::timeout(CHECKPOINT_EVERY, batches.recv()).await {
+                    Ok(Some(batch)) => rows.extend(batch),
+                    Ok(None) => reading = false,
+                    Err(_) => {} // nothing new within the second: see whether a chunk is due
+                }
+            }
+            let ended = rows.is_empty() && !reading;
+            if let Some(row) = rows.pop_front() {
                 progress.rows_read += 1;
-                progress.bytes_read = bytes;
-                match row
-                    .map_err(JobRowError::from)
-                    .and_then(|input| parse(line, &input))
-                {
+                progress.bytes_read = row.bytes;
+                match row.profile {
                     Ok(profile) => chunk.push(profile),
                     Err(error) => self.reject(id, &mut progress, error).await?,
                 }
@@ -388,7 +400,7 @@ impl Jobs {
                 chunk_started = Instant::now();
             }
             if stopping && !ended {
-                drop(rows);
+                drop(batches);
                 tracing::info!(job = %id, rows_read = progress.rows_read, "bulk job paused by shutdown");
                 let _ = reader.await;
                 return Ok(());
@@ -540,12 +552,24 @@ impl<R: Read> Read for CountingReader<R> {
 
 /// Reads the rows of a spooled file after the first `skip`, into `sender`, until the file ends
 /// or the receiver goes away.
+/// One row of an upload, parsed: the profile or why the row is rejected, and the bytes of the
+/// file read when it was.
+struct ParsedRow {
+    bytes: u64,
+    profile: Result<Profile, JobRowError>,
+}
+
+/// Rows per batch handed from the reading thread to the job.
+const READ_BATCH_ROWS: usize = 4096;
+/// Batches the reading thread may be ahead of the job: about a large chunk's worth of rows.
+const READ_AHEAD_BATCHES: usize = 64;
+
 fn read_rows(
     path: &Path,
     format: UploadFormat,
     skip: u64,
     bytes_read: &Arc<AtomicU64>,
-    sender: &mpsc::Sender<(u64, u64, Result<RecordInput, RowError>)>,
+    sender: &mpsc::Sender<Vec<ParsedRow>>,
 ) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("cannot read the upload: {e}"))?;
     let reader = BufReader::with_capacity(
@@ -556,24 +580,45 @@ fn read_rows(
         },
     );
     let mut seen = 0u64;
-    let each = |line: u64, row: Result<RecordInput, RowError>| {
-        seen += 1;
-        if seen <= skip {
-            return ControlFlow::Continue(());
-        }
-        // The bytes read when the row was handed over: at most one buffer ahead of the row.
-        match sender.blocking_send((line, bytes_read.load(Ordering::Relaxed), row)) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(_) => ControlFlow::Break(()),
+    let mut batch = Vec::with_capacity(READ_BATCH_ROWS);
+    // The closure borrows `batch` until the file is read; the last, partial batch goes after.
+    let read = {
+        let mut each = |line: u64, row: Result<RecordInput, RowError>| {
+            seen += 1;
+            if seen <= skip {
+                return ControlFlow::Continue(());
+            }
+            batch.push(ParsedRow {
+                // The bytes read when the row was parsed: at most one buffer ahead of the row.
+                bytes: bytes_read.load(Ordering::Relaxed),
+                profile: row
+                    .map_err(JobRowError::from)
+                    .and_then(|input| parse(line, &input)),
+            });
+            if batch.len() < READ_BATCH_ROWS {
+                return ControlFlow::Continue(());
+            }
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH_ROWS));
+            match sender.blocking_send(full) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            }
+        };
+        match format {
+            UploadFormat::Csv => {
+                input::stream_csv_until(reader, &mut each).map_err(|e| e.to_string())
+            }
+            UploadFormat::Ndjson => {
+                input::stream_ndjson_until(reader, &mut each);
+                Ok(())
+            }
         }
     };
-    match format {
-        UploadFormat::Csv => input::stream_csv_until(reader, each).map_err(|e| e.to_string()),
-        UploadFormat::Ndjson => {
-            input::stream_ndjson_until(reader, each);
-            Ok(())
-        }
+    if !batch.is_empty() {
+        // The job is gone only when it stopped listening; then nothing is left to hand over.
+        let _ = sender.blocking_send(batch);
     }
+    read
 }
 
 const JOB_COLUMNS: &str = "SELECT id, state, format, file_name, bytes_total, bytes_read, \
@@ -634,9 +679,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_are_half_the_store_within_bounds() {
+    fn chunks_are_half_the_store_within_bounds_and_large_into_an_empty_one() {
         let rows = ChunkRows::default();
-        assert_eq!(rows.with_stored(0), 20_000);
+        assert_eq!(
+            rows.with_stored(0),
+            250_000,
+            "a first load comes in large chunks"
+        );
+        assert_eq!(rows.with_stored(19_999), 250_000);
+        assert_eq!(rows.with_stored(20_000), 20_000);
         assert_eq!(rows.with_stored(100_000), 50_000);
         assert_eq!(rows.with_stored(10_000_000), 250_000);
         let fixed = ChunkRows {

@@ -158,6 +158,16 @@ pub(crate) fn record_lock_key(key: &RecordKey) -> String {
 }
 
 /// Edges are stored once, with the smaller record key first.
+/// The two keys, the smaller first, borrowed: rule links tie on their weight, and sorting
+/// hundreds of thousands of them must not copy keys at every comparison.
+pub(crate) fn in_order<'a>(a: &'a RecordKey, b: &'a RecordKey) -> (&'a RecordKey, &'a RecordKey) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
 pub(crate) fn ordered(a: &RecordKey, b: &RecordKey) -> (RecordKey, RecordKey) {
     if a <= b {
         (a.clone(), b.clone())
