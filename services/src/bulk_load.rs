@@ -371,6 +371,7 @@ impl Resolver {
         .collect::<Result<_, _>>()?;
         let linked = started.elapsed();
         insert_new_customers(conn, profiles, &created, self.survivorship(), now).await?;
+        let customers_inserted = started.elapsed();
         let customers = customer_of
             .iter()
             .map(|customer| {
@@ -380,6 +381,7 @@ impl Resolver {
             })
             .collect::<Result<Vec<&CustomerId>, _>>()?;
         insert_new_records(conn, &chunk.record_rows, &customers, now).await?;
+        let records_inserted = started.elapsed();
         insert_edges(conn, &written_links, now).await?;
         let inserted = started.elapsed();
         update_customers(conn, &grown, now).await?;
@@ -413,6 +415,9 @@ impl Resolver {
             members_ms = ms(members_loaded - decided),
             linked_ms = ms(linked - members_loaded),
             inserted_ms = ms(inserted - linked),
+            customers_ms = ms(customers_inserted - linked),
+            records_ms = ms(records_inserted - customers_inserted),
+            links_ms = ms(inserted - records_inserted),
             refreshed_ms = ms(refreshed - inserted),
             committed_ms = ms(started.elapsed() - refreshed),
             "bulk chunk written"
