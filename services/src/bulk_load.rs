@@ -18,6 +18,7 @@
 //! takes in shared mode, so the chunk sees a stable store without locking thousands of keys.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use c360_domain::{CustomerId, IngestOutcome, MemberRecord, Profile, RecordKey};
 use c360_matching::compare::{Field, MISSING};
@@ -58,8 +59,16 @@ impl PreparedChunk {
             .zip(&keys)
             .map(|(profile, keys)| (profile, keys.as_slice()))
             .collect();
-        let record_rows = NewRecordRows::of(&filed)?;
-        let index_rows = IndexRows::of(&filed)?;
+        // Both on every core, side by side: the index rows' sorts are partly serial.
+        let (record_rows, index_rows) = std::thread::scope(|scope| {
+            let index_rows = scope.spawn(|| IndexRows::of(&filed));
+            let record_rows = NewRecordRows::of(&filed);
+            let index_rows = index_rows
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            (record_rows, index_rows)
+        });
+        let (record_rows, index_rows) = (record_rows?, index_rows?);
         Ok(Self {
             profiles,
             features,
@@ -87,11 +96,19 @@ impl Resolver {
                 one_by_one.push(i);
             }
         }
+        let started = std::time::Instant::now();
         let fresh_keys: Vec<RecordKey> = fresh.iter().map(|&i| profiles[i].key()).collect();
         let stored = {
             let mut conn = self.db.pool().acquire().await?;
-            customer_of_each(&mut conn, &fresh_keys).await?
+            // Into an empty store (a first load) nothing is stored yet: no need to ask about
+            // every key of the chunk.
+            if store_is_empty(&mut conn).await? {
+                HashMap::new()
+            } else {
+                customer_of_each(&mut conn, &fresh_keys).await?
+            }
         };
+        let checked = started.elapsed();
         let (known, fresh): (Vec<usize>, Vec<usize>) = fresh
             .into_iter()
             .partition(|&i| stored.contains_key(&profiles[i].key()));
@@ -103,6 +120,13 @@ impl Resolver {
             let chunk = tokio::task::spawn_blocking(move || PreparedChunk::of(new))
                 .await
                 .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
+            let chunk = Arc::new(chunk);
+            tracing::debug!(
+                records = chunk.profiles.len(),
+                checked_ms = checked.as_millis() as u64,
+                prepared_ms = (started.elapsed() - checked).as_millis() as u64,
+                "bulk chunk prepared"
+            );
             let chunk_outcomes = self.retrying(|| self.try_ingest_new(&chunk)).await?;
             for (&i, outcome) in fresh.iter().zip(chunk_outcomes) {
                 outcomes[i] = outcome;
@@ -130,7 +154,7 @@ impl Resolver {
     /// One transaction: resolve records none of which is stored yet, and write them.
     async fn try_ingest_new(
         &self,
-        chunk: &PreparedChunk,
+        chunk: &Arc<PreparedChunk>,
     ) -> Result<Vec<IngestOutcome>, ServiceError> {
         let started = std::time::Instant::now();
         let profiles = &chunk.profiles[..];
@@ -370,8 +394,19 @@ impl Resolver {
         .into_iter()
         .collect::<Result<_, _>>()?;
         let linked = started.elapsed();
-        insert_new_customers(conn, profiles, &created, self.survivorship(), now).await?;
-        let customers_inserted = started.elapsed();
+        // The new customers' golden records need only the clusters: computed on every core
+        // while the records and links are written.
+        let goldens = {
+            let (chunk, engine) = (Arc::clone(chunk), self.engine.clone());
+            tokio::task::spawn_blocking(move || {
+                new_customer_rows(
+                    &chunk.profiles,
+                    &created,
+                    &engine.config().survivorship,
+                    now,
+                )
+            })
+        };
         let customers = customer_of
             .iter()
             .map(|customer| {
@@ -380,9 +415,20 @@ impl Resolver {
                     .ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))
             })
             .collect::<Result<Vec<&CustomerId>, _>>()?;
-        insert_new_records(conn, &chunk.record_rows, &customers, now).await?;
-        let records_inserted = started.elapsed();
-        insert_edges(conn, &written_links, now).await?;
+        let written = async {
+            insert_new_records(conn, &chunk.record_rows, &customers, now).await?;
+            let records_inserted = started.elapsed();
+            insert_edges(conn, &written_links, now).await?;
+            Ok::<_, StoreError>(records_inserted)
+        }
+        .await;
+        let links_inserted = started.elapsed();
+        // Awaited even when the writes failed: a retry must not compute beside it.
+        let goldens = goldens
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let records_inserted = written?;
+        insert_new_customers(conn, &goldens?, now).await?;
         let inserted = started.elapsed();
         update_customers(conn, &grown, now).await?;
         crate::curation::write_reviews_of_many(
@@ -415,9 +461,9 @@ impl Resolver {
             members_ms = ms(members_loaded - decided),
             linked_ms = ms(linked - members_loaded),
             inserted_ms = ms(inserted - linked),
-            customers_ms = ms(customers_inserted - linked),
-            records_ms = ms(records_inserted - customers_inserted),
-            links_ms = ms(inserted - records_inserted),
+            records_ms = ms(records_inserted - linked),
+            links_ms = ms(links_inserted - records_inserted),
+            customers_ms = ms(inserted - links_inserted),
             refreshed_ms = ms(refreshed - inserted),
             committed_ms = ms(started.elapsed() - refreshed),
             "bulk chunk written"
@@ -511,14 +557,19 @@ async fn stored_candidates(
     Ok(stored)
 }
 
-async fn insert_new_customers(
-    conn: &mut AnyConnection,
+/// A new customer's row: id, golden record (JSON), record count, enrichment key, and whether
+/// it waits for enrichment.
+type NewCustomerRow = (String, String, i64, Option<String>, i64);
+
+/// The rows of the customers a chunk creates, with their golden records, on every core: a
+/// chunk creates tens of thousands of customers. CPU-bound: in async code, call it on a
+/// blocking thread.
+fn new_customer_rows(
     profiles: &[Profile],
     created: &[(CustomerId, Vec<usize>)],
     rules: &survivorship::SurvivorshipConfig,
     now: i64,
-) -> Result<(), StoreError> {
-    // Golden records on every core: a chunk creates tens of thousands of customers.
+) -> Result<Vec<NewCustomerRow>, StoreError> {
     let goldens = batch::parallel_map(created, |(_, members)| {
         let members: Vec<MemberRecord> = members
             .iter()
@@ -535,17 +586,25 @@ async fn insert_new_customers(
             .and_then(|a| crate::enrich::address_key(&a.value));
         to_json(&golden).map(|json| (json, members.len() as i64, address_key))
     });
-    let mut values = Vec::with_capacity(created.len());
+    let mut rows = Vec::with_capacity(created.len());
     for ((id, _), golden) in created.iter().zip(goldens) {
         let (golden, member_count, address_key) = golden?;
         let pending = i64::from(address_key.is_some());
-        values.push((id.as_str(), golden, member_count, address_key, pending));
+        rows.push((id.to_string(), golden, member_count, address_key, pending));
     }
+    Ok(rows)
+}
+
+async fn insert_new_customers(
+    conn: &mut AnyConnection,
+    rows: &[NewCustomerRow],
+    now: i64,
+) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO customers (id, golden, record_count, version, created_at, updated_at, \
          enrichment_key, enrichment_pending) \
          SELECT c0, c1, CAST(c2 AS BIGINT), 1, $2, $2, c3, CAST(c4 AS BIGINT) FROM {}",
         json_rows(conn, 1, 5, "v")
     );
-    execute_json_rows(conn, &sql, &values, Some(now)).await
+    execute_json_rows(conn, &sql, rows, Some(now)).await
 }

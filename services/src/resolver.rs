@@ -20,7 +20,6 @@ use c360_domain::{
 };
 use c360_matching::compare::{Field, MISSING};
 use c360_matching::model::{Population, UnknownPopulation};
-use c360_matching::survivorship::SurvivorshipConfig;
 use c360_matching::{
     batch, blocking, graph, identifier_keys, normalize, survivorship, Engine, Features, Verdict,
 };
@@ -217,10 +216,6 @@ impl Resolver {
     pub(crate) fn candidate_caps(&self) -> (usize, usize) {
         let config = self.engine.config();
         (config.max_block_size, config.max_fuzzy_block_size)
-    }
-
-    pub(crate) fn survivorship(&self) -> &SurvivorshipConfig {
-        &self.engine.config().survivorship
     }
 
     pub fn database(&self) -> &Database {
@@ -1382,31 +1377,42 @@ impl IndexRows {
     /// The index rows of `records`, each with the blocking keys it is filed under (which
     /// `records.filed_keys` must list).
     pub(crate) fn of(records: &[(&Profile, &[String])]) -> Result<Self, StoreError> {
-        let mut identifiers: Vec<(&'static str, String, &str, &str)> = Vec::new();
+        // Normalizing the identifiers (phones above all), sorting and serializing take seconds
+        // for a large chunk: on every core.
+        let found = batch::parallel_map(records, |(profile, _)| identifier_keys(profile));
+        let mut identifiers: Vec<(&'static str, &str, &str, &str)> = Vec::new();
         let mut keys: Vec<(&str, &str, &str)> = Vec::new();
-        for (profile, filed) in records {
+        for ((profile, filed), found) in records.iter().zip(&found) {
             let (source, id) = (profile.source.as_str(), profile.source_id.as_str());
-            for (kind, value) in identifier_keys(profile) {
-                identifiers.push((kind.as_str(), value, source, id));
+            for (kind, value) in found {
+                identifiers.push((kind.as_str(), value.as_str(), source, id));
             }
             for key in filed.iter() {
                 keys.push((key, source, id));
             }
         }
         // In index order: each B-tree page is then visited once per chunk, not once per row.
-        identifiers.sort_unstable();
-        keys.sort_unstable();
+        std::thread::scope(|scope| {
+            let sorting = scope.spawn(|| identifiers.sort_unstable());
+            keys.sort_unstable();
+            sorting
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        });
         Ok(Self {
-            identifiers: identifiers
-                .chunks(JSON_ROWS_PER_STATEMENT)
-                .map(json_rows_param)
-                .collect::<Result<_, _>>()?,
-            keys: keys
-                .chunks(JSON_ROWS_PER_STATEMENT)
-                .map(json_rows_param)
-                .collect::<Result<_, _>>()?,
+            identifiers: statement_params(&identifiers)?,
+            keys: statement_params(&keys)?,
         })
     }
+}
+
+/// `rows` as the parameters of one statement per [`JSON_ROWS_PER_STATEMENT`], serialized on
+/// every core.
+fn statement_params<R: serde::Serialize + Sync>(rows: &[R]) -> Result<Vec<String>, StoreError> {
+    let parts: Vec<&[R]> = rows.chunks(JSON_ROWS_PER_STATEMENT).collect();
+    batch::parallel_map(&parts, |part| json_rows_param(part))
+        .into_iter()
+        .collect()
 }
 
 /// Files records under their identifiers and blocking keys, in multi-row INSERTs: a round
