@@ -550,8 +550,6 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// Reads the rows of a spooled file after the first `skip`, into `sender`, until the file ends
-/// or the receiver goes away.
 /// One row of an upload, parsed: the profile or why the row is rejected, and the bytes of the
 /// file read when it was.
 struct ParsedRow {
@@ -564,6 +562,8 @@ const READ_BATCH_ROWS: usize = 4096;
 /// Batches the reading thread may be ahead of the job: about a large chunk's worth of rows.
 const READ_AHEAD_BATCHES: usize = 64;
 
+/// Reads and parses the rows of a spooled file after the first `skip`, into `sender` in
+/// batches, until the file ends or the receiver goes away.
 fn read_rows(
     path: &Path,
     format: UploadFormat,
