@@ -177,8 +177,9 @@ pub struct ServeConfig {
     pub jobs_dir: PathBuf,
 
     /// Fewest valid rows of a bulk upload resolved and written in one transaction (a chunk is
-    /// half the stored records, within this and C360_BULK_MAX_CHUNK_ROWS). A slower
-    /// upload is written every second.
+    /// half the stored records, within this and C360_BULK_MAX_CHUNK_ROWS; a store holding
+    /// fewer records than this takes C360_BULK_MAX_CHUNK_ROWS at once). A slower upload is
+    /// written every second.
     #[arg(long, env = "C360_BULK_CHUNK_ROWS", default_value_t = ChunkRows::default().least)]
     pub bulk_chunk_rows: usize,
 
