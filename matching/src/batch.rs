@@ -170,6 +170,15 @@ pub fn candidate_pairs(
     (pairs, distinct, oversized)
 }
 
+/// Runs `a` on a thread of its own while `b` runs on this one, and returns both results.
+pub fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|scope| {
+        let a = scope.spawn(a);
+        let b = b();
+        (a.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), b)
+    })
+}
+
 /// Runs `f` over `items` on every core, keeping the order of results.
 pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

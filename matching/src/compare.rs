@@ -165,16 +165,7 @@ fn graded(a: &str, b: &str, close: f64, fuzzy: Option<f64>, phonetic_equal: bool
     if a == b {
         return EXACT;
     }
-    // Below the lowest threshold the similarity's value does not matter.
-    let lowest = fuzzy.map_or(close, |f| f.min(close));
-    if !may_reach_jaro_winkler(a, b, lowest) {
-        return match fuzzy {
-            Some(_) if phonetic_equal => 3,
-            Some(_) => 4,
-            None => 3,
-        };
-    }
-    let similarity = jaro_winkler(a, b);
+    let similarity = jaro_winkler_from(a, b, fuzzy.map_or(close, |f| f.min(close)));
     if similarity >= close {
         return 2;
     }
@@ -197,12 +188,7 @@ fn first_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
     if fa == fb || a.canonical == b.canonical || nicknames.related(fa, fb) {
         return 2;
     }
-    // Below 0.8 the similarity's value does not matter.
-    let similarity = if may_reach_jaro_winkler(&a.text, &b.text, 0.8) {
-        jaro_winkler(&a.text, &b.text)
-    } else {
-        0.0
-    };
+    let similarity = jaro_winkler_from(&a.text, &b.text, 0.8);
     if similarity >= 0.9 {
         return 3;
     }
@@ -434,6 +420,16 @@ fn may_reach_jaro_winkler(a: &str, b: &str, threshold: f64) -> bool {
     // Jaro <= (m/|a| + m/|b| + 1) / 3; Winkler adds at most 0.1 * 4 * (1 - Jaro).
     let jaro = (m / la + m / lb + 1.0) / 3.0;
     jaro + 0.4 * (1.0 - jaro) >= threshold
+}
+
+/// Jaro-Winkler similarity of `a` and `b` when it may reach `floor` (above 0), else 0: for
+/// callers to which any value below `floor` means the same.
+fn jaro_winkler_from(a: &str, b: &str, floor: f64) -> f64 {
+    if may_reach_jaro_winkler(a, b, floor) {
+        jaro_winkler(a, b)
+    } else {
+        0.0
+    }
 }
 
 /// `jaro_winkler(a, b) >= threshold`, computed only when the bound says it may hold.

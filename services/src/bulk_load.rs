@@ -28,7 +28,7 @@ use sqlx::AnyConnection;
 
 use crate::error::{ServiceError, StoreError};
 use crate::resolver::{
-    absorb, apply_name_counts, cannot_links_among, customer_of_each, in_order, insert_edges,
+    absorb, apply_name_counts, cannot_links_among, customer_of_each, filed, in_order, insert_edges,
     insert_new_records, name_changes, new_customer_id, now_millis, record_from_row,
     records_of_customers_except, to_json, to_time, update_customers, write_index, CustomerSummary,
     IndexRows, NewRecordRows, Review, StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
@@ -54,20 +54,10 @@ impl PreparedChunk {
     fn of(profiles: Vec<Profile>) -> Result<Self, StoreError> {
         let features = batch::parallel_map(&profiles, Features::of);
         let keys = batch::parallel_map(&features, blocking::keys);
-        let filed: Vec<(&Profile, &[String])> = profiles
-            .iter()
-            .zip(&keys)
-            .map(|(profile, keys)| (profile, keys.as_slice()))
-            .collect();
+        let filed = filed(&profiles, &keys);
         // Both on every core, side by side: the index rows' sorts are partly serial.
-        let (record_rows, index_rows) = std::thread::scope(|scope| {
-            let index_rows = scope.spawn(|| IndexRows::of(&filed));
-            let record_rows = NewRecordRows::of(&filed);
-            let index_rows = index_rows
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e));
-            (record_rows, index_rows)
-        });
+        let (index_rows, record_rows) =
+            batch::join(|| IndexRows::of(&filed), || NewRecordRows::of(&filed));
         let (record_rows, index_rows) = (record_rows?, index_rows?);
         Ok(Self {
             profiles,

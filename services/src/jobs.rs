@@ -336,7 +336,7 @@ impl Jobs {
                 read_rows(&spool, format, skip, &bytes_read, &sender)
             })
         };
-        let mut rows = std::collections::VecDeque::new();
+        let mut rows = Vec::new().into_iter();
         let mut reading = true;
 
         // Valid rows wait in `chunk` and are resolved and written together; the checkpoint
@@ -346,15 +346,15 @@ impl Jobs {
         let stored_before = self.resolver.stored_records().await?;
         let mut chunk_started = Instant::now();
         loop {
-            if rows.is_empty() && reading {
+            if rows.len() == 0 && reading {
                 match tokio::time::timeout(CHECKPOINT_EVERY, batches.recv()).await {
-                    Ok(Some(batch)) => rows.extend(batch),
+                    Ok(Some(batch)) => rows = batch.into_iter(),
                     Ok(None) => reading = false,
                     Err(_) => {} // nothing new within the second: see whether a chunk is due
                 }
             }
-            let ended = rows.is_empty() && !reading;
-            if let Some(row) = rows.pop_front() {
+            let ended = rows.len() == 0 && !reading;
+            if let Some(row) = rows.next() {
                 progress.rows_read += 1;
                 progress.bytes_read = row.bytes;
                 match row.profile {

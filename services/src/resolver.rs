@@ -156,7 +156,6 @@ pub(crate) fn record_lock_key(key: &RecordKey) -> String {
     format!("record:{}/{}", key.source, key.source_id)
 }
 
-/// Edges are stored once, with the smaller record key first.
 /// The two keys, the smaller first, borrowed: rule links tie on their weight, and sorting
 /// hundreds of thousands of them must not copy keys at every comparison.
 pub(crate) fn in_order<'a>(a: &'a RecordKey, b: &'a RecordKey) -> (&'a RecordKey, &'a RecordKey) {
@@ -167,12 +166,10 @@ pub(crate) fn in_order<'a>(a: &'a RecordKey, b: &'a RecordKey) -> (&'a RecordKey
     }
 }
 
+/// Edges are stored once, with the smaller record key first.
 pub(crate) fn ordered(a: &RecordKey, b: &RecordKey) -> (RecordKey, RecordKey) {
-    if a <= b {
-        (a.clone(), b.clone())
-    } else {
-        (b.clone(), a.clone())
-    }
+    let (a, b) = in_order(a, b);
+    (a.clone(), b.clone())
 }
 
 impl Resolver {
@@ -1303,6 +1300,19 @@ pub(crate) struct NewRecordRows {
     key_order: Vec<usize>,
 }
 
+/// Each record with the blocking keys it is filed under, as [`NewRecordRows::of`] and
+/// [`IndexRows::of`] take them.
+pub(crate) fn filed<'a>(
+    profiles: &'a [Profile],
+    keys: &'a [Vec<String>],
+) -> Vec<(&'a Profile, &'a [String])> {
+    profiles
+        .iter()
+        .zip(keys)
+        .map(|(profile, keys)| (profile, keys.as_slice()))
+        .collect()
+}
+
 impl NewRecordRows {
     /// The rows of `records`, each with the blocking keys it is filed under; CPU-bound, on
     /// every core.
@@ -1392,13 +1402,7 @@ impl IndexRows {
             }
         }
         // In index order: each B-tree page is then visited once per chunk, not once per row.
-        std::thread::scope(|scope| {
-            let sorting = scope.spawn(|| identifiers.sort_unstable());
-            keys.sort_unstable();
-            sorting
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        });
+        batch::join(|| identifiers.sort_unstable(), || keys.sort_unstable());
         Ok(Self {
             identifiers: statement_params(&identifiers)?,
             keys: statement_params(&keys)?,
@@ -1824,12 +1828,7 @@ mod tests {
             vec!["n:b".to_owned(), "e:x\"y".to_owned()],
             vec![],
         ];
-        let filed: Vec<(&Profile, &[String])> = profiles
-            .iter()
-            .zip(&keys)
-            .map(|(p, k)| (p, k.as_slice()))
-            .collect();
-        let rows = NewRecordRows::of(&filed).unwrap();
+        let rows = NewRecordRows::of(&filed(&profiles, &keys)).unwrap();
         let order: Vec<&str> = rows
             .key_order
             .iter()
@@ -1869,12 +1868,7 @@ mod tests {
         let keys: Vec<Vec<String>> = (0..profiles.len())
             .map(|i| vec![format!("k:{}", profiles.len() - i)])
             .collect();
-        let records: Vec<(&Profile, &[String])> = profiles
-            .iter()
-            .zip(&keys)
-            .map(|(p, k)| (p, k.as_slice()))
-            .collect();
-        let rows = IndexRows::of(&records).unwrap();
+        let rows = IndexRows::of(&filed(&profiles, &keys)).unwrap();
         assert_eq!(rows.keys.len(), 2, "one statement per 10,000 rows");
         let all: Vec<(String, String, String)> = rows
             .keys

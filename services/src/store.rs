@@ -405,11 +405,7 @@ pub async fn execute_json_rows<R: serde::Serialize>(
     now: Option<i64>,
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(JSON_ROWS_PER_STATEMENT) {
-        let mut query = sqlx::query(sql).bind(json_rows_param(chunk)?);
-        if let Some(now) = now {
-            query = query.bind(now);
-        }
-        query.execute(&mut *conn).await?;
+        execute_json_param(conn, sql, &json_rows_param(chunk)?, now).await?;
     }
     Ok(())
 }
@@ -423,12 +419,23 @@ pub async fn execute_json_params(
     now: Option<i64>,
 ) -> Result<(), StoreError> {
     for param in params {
-        let mut query = sqlx::query(sql).bind(param.as_str());
-        if let Some(now) = now {
-            query = query.bind(now);
-        }
-        query.execute(&mut *conn).await?;
+        execute_json_param(conn, sql, param, now).await?;
     }
+    Ok(())
+}
+
+/// Runs `sql` once with `param` as its `$1` and `now`, when given, as its `$2`.
+async fn execute_json_param(
+    conn: &mut sqlx::AnyConnection,
+    sql: &str,
+    param: &str,
+    now: Option<i64>,
+) -> Result<(), StoreError> {
+    let mut query = sqlx::query(sql).bind(param);
+    if let Some(now) = now {
+        query = query.bind(now);
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 
