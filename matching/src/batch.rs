@@ -228,11 +228,7 @@ pub fn resolve_with(
         let outcome = match d.verdict {
             Verdict::NonMatch => return None,
             Verdict::Match => Outcome::Link {
-                priority: if d.rule.is_some() {
-                    f64::INFINITY
-                } else {
-                    d.score.weight
-                },
+                priority: d.link_priority(),
                 names: d.comparison.level(Field::FirstName) != crate::compare::MISSING,
             },
             Verdict::Review => Outcome::Review {

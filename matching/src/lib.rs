@@ -64,6 +64,26 @@ pub struct PairDecision {
     pub verdict: Verdict,
 }
 
+/// What a link that a rule makes adds to its weight in [`PairDecision::link_priority`]: more
+/// than any score, so that rule links come first.
+const RULE_LINK_PRIORITY: f64 = 1e6;
+
+impl PairDecision {
+    /// The order in which accepted links join customers, strongest first: links a rule made,
+    /// then scored links, each by the weight of their evidence. Among rule links the weight
+    /// still counts: a record without a name that shares a household landline with two
+    /// members (rule `same_phone_anonymous`, a weak link) must not join one of them before
+    /// the loyalty card it shares with the other (`same_loyalty_id`, a strong one) has
+    /// decided which member it is; a guard rail then keeps the weaker link out.
+    pub fn link_priority(&self) -> f64 {
+        if self.rule.is_some() {
+            RULE_LINK_PRIORITY + self.score.weight
+        } else {
+            self.score.weight
+        }
+    }
+}
+
 /// How many members of a customer [`Engine::incoherence`] checks against each other.
 pub const INCOHERENCE_CHECK_LIMIT: usize = 64;
 

@@ -210,11 +210,7 @@ impl Resolver {
             match decision.verdict {
                 Verdict::NonMatch => {} // left out above
                 Verdict::Match => links.push((
-                    if decision.rule.is_some() {
-                        f64::INFINITY
-                    } else {
-                        decision.score.weight
-                    },
+                    decision.link_priority(),
                     i,
                     j,
                     decision.comparison.level(Field::FirstName) != MISSING,

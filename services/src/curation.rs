@@ -574,8 +574,9 @@ impl Resolver {
                     Verdict::Review => MatchVerdict::Review,
                     Verdict::NonMatch => MatchVerdict::NonMatch,
                 };
-                let rank = if decision.rule.is_some() && decision.guard.is_none() {
-                    f64::INFINITY
+                // Candidates a rule links first (by weight among them), as ingest links them.
+                let rank = if decision.guard.is_none() {
+                    decision.link_priority()
                 } else {
                     decision.score.weight
                 };

@@ -517,11 +517,7 @@ impl Resolver {
             match decision.verdict {
                 Verdict::Match => links.push(Link {
                     other: candidate.profile.key(),
-                    strength: if decision.rule.is_some() {
-                        f64::INFINITY
-                    } else {
-                        decision.score.weight
-                    },
+                    strength: decision.link_priority(),
                     evidence: self.engine.evidence(&decision),
                     names_compared: decision.comparison.level(Field::FirstName) != MISSING,
                 }),

@@ -108,8 +108,10 @@ impl Nicknames {
         table
     }
 
+    /// How many groups give a name its nicknames (names listed alone, only to be known, are
+    /// not counted).
     pub fn group_count(&self) -> usize {
-        self.groups.len()
+        self.members.iter().filter(|m| m.len() > 1).count()
     }
 
     /// The formal name a given name stands for (`bob` -> `robert`); the name itself when it is
@@ -145,6 +147,12 @@ impl Nicknames {
             .flatten()
             .flat_map(|&id| self.members[id as usize].iter().map(String::as_str))
             .filter(move |m| *m != name)
+    }
+
+    /// Whether a (folded) given name is in the table: a formal name, a nickname, or a name
+    /// listed alone.
+    pub fn is_known(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
     }
 
     /// Whether two (folded) given names can be the same person's: equal, or in one group.
