@@ -2,14 +2,44 @@
 //! least one key, so each key is built to be shared by the duplicates of a person (typos in one
 //! field leave another key intact) and by few others.
 
+use c360_domain::IdentifierKind;
+
 use crate::features::Features;
+
+/// The prefix of each kind of identifier's blocking key.
+const IDENTIFIER_PREFIXES: [(IdentifierKind, &str); 5] = [
+    (IdentifierKind::Email, "em:"),
+    (IdentifierKind::Phone, "ph:"),
+    (IdentifierKind::LoyaltyId, "ly:"),
+    (IdentifierKind::DeviceId, "dv:"),
+    (IdentifierKind::CookieId, "ck:"),
+];
+
+fn identifier_prefix(kind: IdentifierKind) -> &'static str {
+    IDENTIFIER_PREFIXES
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or("", |(_, prefix)| prefix)
+}
+
+/// The blocking key of a normalized identifier (as [`crate::identifier_keys`] normalizes it):
+/// every record carrying it is filed under this key, so look-ups by identifier read the
+/// blocking index.
+pub fn identifier_key(kind: IdentifierKind, value: &str) -> String {
+    format!("{}{value}", identifier_prefix(kind))
+}
+
+/// The identifier a blocking key stands for, when it is one.
+pub fn identifier_of_key(key: &str) -> Option<(IdentifierKind, &str)> {
+    IDENTIFIER_PREFIXES
+        .iter()
+        .find_map(|(kind, prefix)| key.strip_prefix(prefix).map(|value| (*kind, value)))
+}
 
 /// Whether a key is an exact identifier (email, phone, loyalty, device, cookie) rather than a
 /// fuzzy combination of names, dates and addresses.
 pub fn is_identifier_key(key: &str) -> bool {
-    ["em:", "ph:", "ly:", "dv:", "ck:"]
-        .iter()
-        .any(|prefix| key.starts_with(prefix))
+    identifier_of_key(key).is_some()
 }
 
 /// The keys a writer serializes on: the exact identifiers and the date-of-birth + name keys.
@@ -43,16 +73,24 @@ fn zip3(zip: &str) -> &str {
 ///   city (a typo in the postal code).
 pub fn keys(f: &Features) -> Vec<String> {
     let mut keys = Vec::new();
-    keys.extend(f.emails.iter().map(|e| format!("em:{e}")));
-    keys.extend(f.phones.iter().map(|p| format!("ph:{p}")));
+    keys.extend(
+        f.emails
+            .iter()
+            .map(|e| identifier_key(IdentifierKind::Email, e)),
+    );
+    keys.extend(
+        f.phones
+            .iter()
+            .map(|p| identifier_key(IdentifierKind::Phone, p)),
+    );
     let ids = [
-        ("ly", &f.loyalty_id),
-        ("dv", &f.device_id),
-        ("ck", &f.cookie_id),
+        (IdentifierKind::LoyaltyId, &f.loyalty_id),
+        (IdentifierKind::DeviceId, &f.device_id),
+        (IdentifierKind::CookieId, &f.cookie_id),
     ];
     keys.extend(
         ids.into_iter()
-            .filter_map(|(prefix, id)| id.as_ref().map(|v| format!("{prefix}:{v}"))),
+            .filter_map(|(kind, id)| id.as_ref().map(|v| identifier_key(kind, v))),
     );
 
     let last = f.last.as_ref().filter(|n| !n.phonetic.is_empty());
@@ -158,5 +196,26 @@ mod tests {
             serde_json::json!({"source": "a", "source_id": "1", "email": "x@y.co", "device_id": "d1"}),
         );
         assert_eq!(keys(&f), vec!["dv:d1".to_owned(), "em:x@y.co".to_owned()]);
+    }
+
+    /// Look-ups by identifier read the blocking index: every identifier of a record, as
+    /// [`crate::identifier_keys`] normalizes a look-up, must be one of its keys.
+    #[test]
+    fn every_identifier_is_filed_under_its_key() {
+        let json = serde_json::json!({"source": "a", "source_id": "1",
+            "email": "Bob.Smith+shop@GMail.com", "phone": "(415) 555-0134",
+            "loyalty_id": " L-77 ", "device_id": "dev-1", "cookie_id": "ck-9"});
+        let input: c360_domain::RecordInput =
+            serde_json::from_value(json.clone()).expect("a record");
+        let profile = c360_domain::Profile::parse(&input).expect("a valid record");
+        let filed = keys(&features(json));
+        let found = crate::identifier_keys(&profile);
+        assert_eq!(found.len(), 5);
+        for (kind, value) in found {
+            let key = identifier_key(kind, &value);
+            assert!(filed.contains(&key), "{key} not in {filed:?}");
+            assert_eq!(identifier_of_key(&key), Some((kind, value.as_str())));
+        }
+        assert_eq!(identifier_of_key("nz:SM0|j|941"), None);
     }
 }

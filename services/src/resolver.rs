@@ -897,13 +897,13 @@ impl Resolver {
             return Ok(views.find(kind, &value).await?);
         }
         let mut conn = self.db.pool().acquire().await?;
+        // Every record carrying an identifier is filed under its blocking key.
         let rows = sqlx::query(
-            "SELECT DISTINCT r.customer_id FROM record_identifiers i \
-             JOIN records r ON r.source = i.source AND r.source_id = i.source_id \
-             WHERE i.kind = $1 AND i.value = $2 ORDER BY r.customer_id LIMIT 50",
+            "SELECT DISTINCT r.customer_id FROM blocking_keys k \
+             JOIN records r ON r.source = k.source AND r.source_id = k.source_id \
+             WHERE k.key = $1 ORDER BY r.customer_id LIMIT 50",
         )
-        .bind(kind.as_str())
-        .bind(value.as_str())
+        .bind(blocking::identifier_key(kind, &value))
         .fetch_all(&mut *conn)
         .await?;
         let mut views = Vec::with_capacity(rows.len());
@@ -1371,11 +1371,10 @@ pub(crate) async fn insert_new_records(
     execute_json_params(conn, &sql, &params, Some(now)).await
 }
 
-/// The rows that file records under their identifiers and blocking keys, in index order and
-/// serialized as the parameters of their INSERTs: built ahead of the write, which a bulk chunk
-/// then runs while it scores candidates.
+/// The rows that file records under their blocking keys (identifiers included), in index
+/// order and serialized as the parameters of their INSERTs: built ahead of the write, which a
+/// bulk chunk then runs while it scores candidates.
 pub(crate) struct IndexRows {
-    identifiers: Vec<String>,
     keys: Vec<String>,
 }
 
@@ -1383,24 +1382,16 @@ impl IndexRows {
     /// The index rows of `records`, each with the blocking keys it is filed under (which
     /// `records.filed_keys` must list).
     pub(crate) fn of(records: &[(&Profile, &[String])]) -> Result<Self, StoreError> {
-        // Normalizing the identifiers (phones above all), sorting and serializing take seconds
-        // for a large chunk: on every core.
-        let found = batch::parallel_map(records, |(profile, _)| identifier_keys(profile));
-        let mut identifiers: Vec<(&'static str, &str, &str, &str)> = Vec::new();
         let mut keys: Vec<(&str, &str, &str)> = Vec::new();
-        for ((profile, filed), found) in records.iter().zip(&found) {
+        for (profile, filed) in records {
             let (source, id) = (profile.source.as_str(), profile.source_id.as_str());
-            for (kind, value) in found {
-                identifiers.push((kind.as_str(), value.as_str(), source, id));
-            }
             for key in filed.iter() {
                 keys.push((key, source, id));
             }
         }
         // In index order: each B-tree page is then visited once per chunk, not once per row.
-        batch::join(|| identifiers.sort_unstable(), || keys.sort_unstable());
+        keys.sort_unstable();
         Ok(Self {
-            identifiers: statement_params(&identifiers)?,
             keys: statement_params(&keys)?,
         })
     }
@@ -1415,18 +1406,13 @@ fn statement_params<R: serde::Serialize + Sync>(rows: &[R]) -> Result<Vec<String
         .collect()
 }
 
-/// Files records under their identifiers and blocking keys, in multi-row INSERTs: a round
-/// trip per key would dominate ingest.
+/// Files records under their blocking keys, in multi-row INSERTs: a round trip per key would
+/// dominate ingest. Identifiers are blocking keys too ([`blocking::identifier_key`]): look-ups
+/// by email, phone or id read the same rows.
 pub(crate) async fn write_index(
     conn: &mut AnyConnection,
     rows: &IndexRows,
 ) -> Result<(), StoreError> {
-    let sql = format!(
-        "INSERT INTO record_identifiers (kind, value, source, source_id) \
-         SELECT c0, c1, c2, c3 FROM {}",
-        json_rows(conn, 1, 4, "v")
-    );
-    execute_json_params(conn, &sql, &rows.identifiers, None).await?;
     let sql = format!(
         "INSERT INTO blocking_keys (key, source, source_id) SELECT c0, c1, c2 FROM {}",
         json_rows(conn, 1, 3, "v")
@@ -1434,14 +1420,9 @@ pub(crate) async fn write_index(
     execute_json_params(conn, &sql, &rows.keys, None).await
 }
 
-/// Removes a stored record from the index: its identifiers, and the blocking keys its row
-/// says it is filed under (by primary key: blocking_keys has no index by record).
+/// Removes a stored record from the index: the blocking keys its row says it is filed under
+/// (by primary key: blocking_keys has no index by record).
 async fn clear_index(conn: &mut AnyConnection, key: &RecordKey) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM record_identifiers WHERE source = $1 AND source_id = $2")
-        .bind(key.source.as_str())
-        .bind(key.source_id.as_str())
-        .execute(&mut *conn)
-        .await?;
     let filed: Option<String> =
         sqlx::query("SELECT filed_keys FROM records WHERE source = $1 AND source_id = $2")
             .bind(key.source.as_str())
@@ -1768,25 +1749,22 @@ pub(crate) async fn load_view(
     let golden: GoldenRecord = serde_json::from_str(&golden)
         .map_err(|e| StoreError::Corrupt(format!("golden record: {e}")))?;
     let records = member_records(conn, id).await?;
-    let identifier_rows = sqlx::query(
-        "SELECT i.kind, i.value, COUNT(*) FROM record_identifiers i \
-         JOIN records r ON r.source = i.source AND r.source_id = i.source_id \
-         WHERE r.customer_id = $1 GROUP BY i.kind, i.value ORDER BY i.kind, i.value",
-    )
-    .bind(id.as_str())
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut identifiers = Vec::with_capacity(identifier_rows.len());
-    for r in identifier_rows {
-        let kind: String = r.try_get(0)?;
-        let kind = IdentifierKind::from_name(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("identifier kind {kind}")))?;
-        identifiers.push(IdentifierEntry {
-            kind,
-            value: r.try_get(1)?,
-            records: u32::try_from(r.try_get::<i64, _>(2)?).unwrap_or(u32::MAX),
-        });
+    // The identifiers of the members, normalized as they are filed and looked up, with how
+    // many members carry each; in the order of their kind's name, then value.
+    let mut counted: BTreeMap<(&'static str, String), (IdentifierKind, u32)> = BTreeMap::new();
+    for member in &records {
+        for (kind, value) in identifier_keys(&member.record) {
+            counted.entry((kind.as_str(), value)).or_insert((kind, 0)).1 += 1;
+        }
     }
+    let identifiers = counted
+        .into_iter()
+        .map(|((_, value), (kind, records))| IdentifierEntry {
+            kind,
+            value,
+            records,
+        })
+        .collect();
     Ok(Some(CustomerView {
         customer_id: id.clone(),
         resolved_from: None,
@@ -1873,9 +1851,5 @@ mod tests {
             .collect();
         assert_eq!(all.len(), profiles.len());
         assert!(all.windows(2).all(|w| w[0] < w[1]), "in index order");
-        assert!(
-            rows.identifiers.is_empty(),
-            "no identifiers in these records"
-        );
     }
 }

@@ -18,7 +18,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use c360_domain::{CustomerId, CustomerView};
+use c360_domain::{CustomerId, CustomerView, IdentifierKind};
+use c360_matching::blocking;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -450,29 +451,34 @@ impl Resolver {
                 orphans.push(DynamoViews::page_key(id, *page));
             }
         }
-        // Identifiers of active customers, as the SQL view computes them.
+        // Identifiers of active customers, as the SQL view computes them: the identifier keys
+        // of the blocking index, one kind at a time.
         let mut expected: HashSet<(String, String, String)> = HashSet::new();
-        let mut after = (String::new(), String::new(), String::new());
-        loop {
-            let rows = sqlx::query(
-                "SELECT DISTINCT i.kind, i.value, r.customer_id FROM record_identifiers i \
-                 JOIN records r ON r.source = i.source AND r.source_id = i.source_id \
-                 WHERE (i.kind, i.value, r.customer_id) > ($1, $2, $3) \
-                 ORDER BY i.kind, i.value, r.customer_id LIMIT 5000",
-            )
-            .bind(&after.0)
-            .bind(&after.1)
-            .bind(&after.2)
-            .fetch_all(&mut *conn)
-            .await?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in rows {
-                let entry: (String, String, String) =
-                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-                after = entry.clone();
-                expected.insert(entry);
+        for kind in IdentifierKind::ALL {
+            let prefix = blocking::identifier_key(kind, "");
+            let mut after = (String::new(), String::new());
+            loop {
+                let rows = sqlx::query(
+                    "SELECT DISTINCT k.key, r.customer_id FROM blocking_keys k \
+                     JOIN records r ON r.source = k.source AND r.source_id = k.source_id \
+                     WHERE k.key LIKE $1 AND (k.key, r.customer_id) > ($2, $3) \
+                     ORDER BY k.key, r.customer_id LIMIT 5000",
+                )
+                .bind(format!("{prefix}%"))
+                .bind(&after.0)
+                .bind(&after.1)
+                .fetch_all(&mut *conn)
+                .await?;
+                if rows.is_empty() {
+                    break;
+                }
+                for row in rows {
+                    after = (row.try_get(0)?, row.try_get(1)?);
+                    if let Some((kind, value)) = blocking::identifier_of_key(&after.0) {
+                        let entry = (kind.as_str().to_owned(), value.to_owned(), after.1.clone());
+                        expected.insert(entry);
+                    }
+                }
             }
         }
         let present: HashSet<(String, String, String)> = table.lookups.iter().cloned().collect();
