@@ -126,6 +126,18 @@ pub fn candidate_pairs(
     max_block: usize,
     max_fuzzy_block: usize,
 ) -> (Vec<(u32, u32)>, usize, usize) {
+    candidate_pairs_of_first(features, features.len(), max_block, max_fuzzy_block)
+}
+
+/// [`candidate_pairs`] with at least one of the first `first` records: a bulk chunk's new
+/// records come first, then the stored records they share keys with, and pairs of two stored
+/// records (decided when they were stored, and often the most numerous) are never made.
+pub fn candidate_pairs_of_first(
+    features: &[Features],
+    first: usize,
+    max_block: usize,
+    max_fuzzy_block: usize,
+) -> (Vec<(u32, u32)>, usize, usize) {
     // The top bit of a filed key's hash says whether it is an exact identifier.
     const IDENTIFIER: u64 = 1 << 63;
     let mut filed: Vec<(u64, u32)> = Vec::with_capacity(features.len() * 8);
@@ -155,7 +167,12 @@ pub fn candidate_pairs(
             oversized += 1;
             continue;
         }
+        // In index order within the block: once `i` is past the first records, so is every
+        // record after it.
         for (x, &(_, i)) in block.iter().enumerate() {
+            if i as usize >= first {
+                break;
+            }
             for &(_, j) in &block[x + 1..] {
                 pairs.push((u64::from(i) << 32) | u64::from(j));
             }
@@ -362,6 +379,22 @@ mod tests {
             json!({"source": "crm", "source_id": "4", "first_name": "Jane", "last_name": "Smith", "date_of_birth": "1982-05-06", "address_line1": "1 Elm St", "postal_code": "10001", "phone": "2125550100"}),
             json!({"source": "crm", "source_id": "5", "first_name": "Alice", "last_name": "Jones", "date_of_birth": "1990-09-09", "address_line1": "9 Oak Ave", "postal_code": "94105"}),
         ]
+    }
+
+    #[test]
+    fn pairs_of_the_first_records_are_all_pairs_that_touch_them() {
+        let features = features(&people());
+        let (all, distinct, oversized) = candidate_pairs(&features, 200, 50);
+        assert!(all.len() >= 4, "{all:?}");
+        for first in 0..=features.len() {
+            let touching: Vec<(u32, u32)> = all
+                .iter()
+                .copied()
+                .filter(|&(i, _)| (i as usize) < first)
+                .collect();
+            let of_first = candidate_pairs_of_first(&features, first, 200, 50);
+            assert_eq!(of_first, (touching, distinct, oversized), "first {first}");
+        }
     }
 
     #[test]

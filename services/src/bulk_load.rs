@@ -178,11 +178,7 @@ impl Resolver {
         // the other.
         let engine = self.engine.clone();
         let scoring = tokio::task::spawn_blocking(move || {
-            let (pairs, _, _) = batch::candidate_pairs(&features, max_block, max_fuzzy);
-            let pairs: Vec<(u32, u32)> = pairs
-                .into_iter()
-                .filter(|&(i, _)| (i as usize) < n)
-                .collect();
+            let (pairs, _, _) = batch::candidate_pairs_of_first(&features, n, max_block, max_fuzzy);
             let parts: Vec<&[(u32, u32)]> = pairs.chunks(4096).collect();
             let decided: Vec<(usize, usize, PairDecision)> = batch::parallel_map(&parts, |part| {
                 part.iter()

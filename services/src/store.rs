@@ -76,9 +76,10 @@ const SQLITE_READER_CACHE_KIB: i64 = 32 * 1024;
 /// records stored saturated at 264/s (p50 1.6 s) where 32 MiB sustained 300/s (p50 2.3 ms,
 /// p99 22 ms) in that run; 300/s is near what this test sustains, and later runs ranged from
 /// p50 11 ms to 279/s. A 1M-record bulk upload ran at 2,388 rows/s with 32 MiB, 2,395 with
-/// 256 MiB; in session 10, with 1 GiB set for bulk chunks only, at 4,671 rows/s against 5,473
-/// with 32 MiB (`scripts/bench-bulk sqlite 1000000 6`): the scoring, not the index write, was
-/// what each chunk waited for, and the commits took longer.
+/// 256 MiB; in session 10, with 1 GiB set for bulk chunks only, at 4,671 rows/s, the low end
+/// of that day's runs with 32 MiB (4,710 to 5,473; `scripts/bench-bulk sqlite 1000000 6`): the
+/// index writes got shorter, but each chunk then waited for its scoring, and the commits took
+/// longer.
 const SQLITE_WRITER_CACHE_KIB: i64 = 32 * 1024;
 /// Reads of pages not in a connection's cache go through a memory map instead of a system
 /// call each; address space only, the OS page cache holds the pages either way.
