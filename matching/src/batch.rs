@@ -126,23 +126,27 @@ pub fn candidate_pairs(
     max_block: usize,
     max_fuzzy_block: usize,
 ) -> (Vec<(u32, u32)>, usize, usize) {
-    candidate_pairs_of_first(features, features.len(), max_block, max_fuzzy_block)
+    let keys = parallel_map(features, blocking::keys);
+    let keys: Vec<&[String]> = keys.iter().map(Vec::as_slice).collect();
+    candidate_pairs_of_first(&keys, keys.len(), max_block, max_fuzzy_block)
 }
 
-/// [`candidate_pairs`] with at least one of the first `first` records: a bulk chunk's new
-/// records come first, then the stored records they share keys with, and pairs of two stored
-/// records (decided when they were stored, and often the most numerous) are never made.
+/// [`candidate_pairs`] of records given by their blocking keys ([`blocking::keys`]), with at
+/// least one of the first `first` records: a bulk chunk's new records come first (their keys
+/// computed once, when the chunk was prepared), then the stored records they share keys with,
+/// and pairs of two stored records (decided when they were stored, and often the most
+/// numerous) are never made.
 pub fn candidate_pairs_of_first(
-    features: &[Features],
+    keys: &[&[String]],
     first: usize,
     max_block: usize,
     max_fuzzy_block: usize,
 ) -> (Vec<(u32, u32)>, usize, usize) {
     // The top bit of a filed key's hash says whether it is an exact identifier.
     const IDENTIFIER: u64 = 1 << 63;
-    let mut filed: Vec<(u64, u32)> = Vec::with_capacity(features.len() * 8);
-    for (i, f) in features.iter().enumerate() {
-        filed.extend(blocking::keys(f).iter().map(|k| {
+    let mut filed: Vec<(u64, u32)> = Vec::with_capacity(keys.len() * 8);
+    for (i, keys) in keys.iter().enumerate() {
+        filed.extend(keys.iter().map(|k| {
             let kind = if blocking::is_identifier_key(k) {
                 IDENTIFIER
             } else {
@@ -392,7 +396,9 @@ mod tests {
                 .copied()
                 .filter(|&(i, _)| (i as usize) < first)
                 .collect();
-            let of_first = candidate_pairs_of_first(&features, first, 200, 50);
+            let keys: Vec<Vec<String>> = features.iter().map(blocking::keys).collect();
+            let keys: Vec<&[String]> = keys.iter().map(Vec::as_slice).collect();
+            let of_first = candidate_pairs_of_first(&keys, first, 200, 50);
             assert_eq!(of_first, (touching, distinct, oversized), "first {first}");
         }
     }

@@ -168,6 +168,7 @@ impl Resolver {
         };
         let queried = started.elapsed();
         features.extend(batch::parallel_map(&stored, |s| Features::of(&s.profile)));
+        let stored_keys = batch::parallel_map(&features[n..], blocking::keys);
         let names = self
             .stored_names(conn, &features.iter().collect::<Vec<_>>())
             .await?;
@@ -177,8 +178,16 @@ impl Resolver {
         // every core while the database files the new records in the index: neither waits for
         // the other.
         let engine = self.engine.clone();
+        let prepared = Arc::clone(chunk);
         let scoring = tokio::task::spawn_blocking(move || {
-            let (pairs, _, _) = batch::candidate_pairs_of_first(&features, n, max_block, max_fuzzy);
+            // The new records' keys as the chunk was prepared, then the stored records'.
+            let keys: Vec<&[String]> = prepared
+                .keys
+                .iter()
+                .chain(&stored_keys)
+                .map(Vec::as_slice)
+                .collect();
+            let (pairs, _, _) = batch::candidate_pairs_of_first(&keys, n, max_block, max_fuzzy);
             let parts: Vec<&[(u32, u32)]> = pairs.chunks(4096).collect();
             let decided: Vec<(usize, usize, PairDecision)> = batch::parallel_map(&parts, |part| {
                 part.iter()
