@@ -53,21 +53,30 @@ pub struct JobView {
     pub file_name: Option<String>,
     pub bytes_total: u64,
     pub bytes_read: u64,
-    /// Data rows read so far (accepted + rejected).
+    /// Data rows read so far: accepted + rejected + in progress.
     pub rows_read: u64,
     /// Rows stored (new, updated, or unchanged re-sends).
     pub accepted: u64,
+    /// Valid rows read and being resolved and written, not yet stored: a chunk of rows is
+    /// stored at once, in one transaction, while the next is read.
+    #[serde(default)]
+    pub rows_in_progress: u64,
     /// Rows refused; see `/v1/jobs/{id}/errors`.
     pub rejected: u64,
     /// Rows that started a new customer.
     pub customers_created: u64,
     /// Rows that merged existing customers.
     pub customers_merged: u64,
-    /// Rows per second since the job started.
+    /// Rows finished (stored or rejected) per second since the job started.
     pub rate_per_second: f64,
-    /// Seconds left at the current rate, from the bytes still to read.
+    /// Seconds left at the current rate, from the bytes of the file not finished yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eta_seconds: Option<f64>,
+    /// What a running job is doing now, e.g. `scoring candidate pairs` for the chunk being
+    /// written; absent when the job is not running in this process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "scoring candidate pairs")]
+    pub stage: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,

@@ -69,25 +69,111 @@ impl PreparedChunk {
     }
 }
 
+/// What a chunk of a bulk load is doing, in order, for the job's progress: a chunk of 250,000
+/// rows takes tens of seconds, and its rows count as stored only once it commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkStage {
+    CheckingStored,
+    Preparing,
+    WaitingForWriter,
+    ReadingCandidates,
+    Scoring,
+    Linking,
+    Writing,
+    Committing,
+    PublishingViews,
+    OneByOne,
+}
+
+impl ChunkStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CheckingStored => "checking which rows are stored already",
+            Self::Preparing => "normalizing rows and computing blocking keys",
+            Self::WaitingForWriter => "waiting for the database writer",
+            Self::ReadingCandidates => "reading stored candidates",
+            Self::Scoring => "scoring candidate pairs and filing blocking keys",
+            Self::Linking => "linking records into customers",
+            Self::Writing => "writing records, links and customers",
+            Self::Committing => "committing",
+            Self::PublishingViews => "publishing customer views",
+            Self::OneByOne => "resolving re-sent rows one by one",
+        }
+    }
+}
+
+/// Told each [`ChunkStage`] as a chunk reaches it.
+pub type StageReport<'a> = &'a (dyn Fn(ChunkStage) + Send + Sync);
+
+/// A batch of records made ready to be resolved and stored, without the store: the first
+/// occurrence of each record prepared as a chunk, and the repeats, which go one by one after
+/// it. A bulk job prepares its next batch while the previous one is written.
+pub struct PreparedBatch {
+    /// How many records the batch holds.
+    len: usize,
+    /// Input positions of the chunk's records.
+    fresh: Vec<usize>,
+    chunk: PreparedChunk,
+    /// Records seen earlier in the batch, with their input positions.
+    repeats: Vec<(usize, Profile)>,
+    prepared: std::time::Duration,
+}
+
+impl PreparedBatch {
+    /// CPU-bound, on every core: in async code, call it on a blocking thread.
+    pub fn of(profiles: Vec<Profile>) -> Result<Self, StoreError> {
+        let started = std::time::Instant::now();
+        let len = profiles.len();
+        let mut seen = HashSet::new();
+        let (mut fresh, mut new, mut repeats) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, profile) in profiles.into_iter().enumerate() {
+            if seen.insert(profile.key()) {
+                fresh.push(i);
+                new.push(profile);
+            } else {
+                repeats.push((i, profile));
+            }
+        }
+        Ok(Self {
+            len,
+            fresh,
+            chunk: PreparedChunk::of(new)?,
+            repeats,
+            prepared: started.elapsed(),
+        })
+    }
+}
+
 impl Resolver {
     /// Resolves and stores many records; returns each one's outcome, in input order.
     pub async fn ingest_batch(
         &self,
         profiles: &[Profile],
     ) -> Result<Vec<IngestOutcome>, ServiceError> {
-        let mut outcomes = vec![IngestOutcome::Unchanged; profiles.len()];
-        let mut seen = HashSet::new();
-        let mut fresh: Vec<usize> = Vec::new();
-        let mut one_by_one: Vec<usize> = Vec::new();
-        for (i, profile) in profiles.iter().enumerate() {
-            if seen.insert(profile.key()) {
-                fresh.push(i);
-            } else {
-                one_by_one.push(i);
-            }
-        }
+        let profiles = profiles.to_vec();
+        let batch = tokio::task::spawn_blocking(move || PreparedBatch::of(profiles))
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
+        self.ingest_prepared(batch, &|_| {}).await
+    }
+
+    /// Resolves and stores a prepared batch, telling `report` each stage it reaches; returns
+    /// each record's outcome, in input order.
+    pub async fn ingest_prepared(
+        &self,
+        batch: PreparedBatch,
+        report: StageReport<'_>,
+    ) -> Result<Vec<IngestOutcome>, ServiceError> {
+        report(ChunkStage::CheckingStored);
         let started = std::time::Instant::now();
-        let fresh_keys: Vec<RecordKey> = fresh.iter().map(|&i| profiles[i].key()).collect();
+        let PreparedBatch {
+            len,
+            mut fresh,
+            mut chunk,
+            mut repeats,
+            prepared,
+        } = batch;
+        let mut outcomes = vec![IngestOutcome::Unchanged; len];
         let stored = {
             let mut conn = self.db.pool().acquire().await?;
             // Into an empty store (a first load) nothing is stored yet: no need to ask about
@@ -95,29 +181,42 @@ impl Resolver {
             if store_is_empty(&mut conn).await? {
                 HashMap::new()
             } else {
-                customer_of_each(&mut conn, &fresh_keys).await?
+                let keys: Vec<RecordKey> = chunk.profiles.iter().map(Profile::key).collect();
+                customer_of_each(&mut conn, &keys).await?
             }
         };
-        let checked = started.elapsed();
-        let (known, fresh): (Vec<usize>, Vec<usize>) = fresh
-            .into_iter()
-            .partition(|&i| stored.contains_key(&profiles[i].key()));
-        one_by_one.extend(known);
-        one_by_one.sort_unstable();
-
-        if !fresh.is_empty() {
-            let new: Vec<Profile> = fresh.iter().map(|&i| profiles[i].clone()).collect();
-            let chunk = tokio::task::spawn_blocking(move || PreparedChunk::of(new))
+        if !stored.is_empty() {
+            // Records already stored (a file sent again) are updates: they go one by one, and
+            // the chunk is prepared again without them.
+            report(ChunkStage::Preparing);
+            let mut new = Vec::new();
+            let mut still_fresh = Vec::new();
+            for (i, profile) in fresh.into_iter().zip(std::mem::take(&mut chunk.profiles)) {
+                if stored.contains_key(&profile.key()) {
+                    repeats.push((i, profile));
+                } else {
+                    still_fresh.push(i);
+                    new.push(profile);
+                }
+            }
+            fresh = still_fresh;
+            chunk = tokio::task::spawn_blocking(move || PreparedChunk::of(new))
                 .await
                 .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
+            repeats.sort_unstable_by_key(|(i, _)| *i);
+        }
+        tracing::debug!(
+            records = chunk.profiles.len(),
+            prepared_ms = prepared.as_millis() as u64,
+            checked_ms = started.elapsed().as_millis() as u64,
+            "bulk chunk prepared"
+        );
+
+        if !fresh.is_empty() {
             let chunk = Arc::new(chunk);
-            tracing::debug!(
-                records = chunk.profiles.len(),
-                checked_ms = checked.as_millis() as u64,
-                prepared_ms = (started.elapsed() - checked).as_millis() as u64,
-                "bulk chunk prepared"
-            );
-            let chunk_outcomes = self.retrying(|| self.try_ingest_new(&chunk)).await?;
+            let chunk_outcomes = self
+                .retrying(|| self.try_ingest_new(&chunk, report))
+                .await?;
             for (&i, outcome) in fresh.iter().zip(chunk_outcomes) {
                 outcomes[i] = outcome;
             }
@@ -129,14 +228,18 @@ impl Resolver {
                 tracing::warn!(error = %error, "database upkeep failed");
             }
             self.after_write(&[]).await;
+            report(ChunkStage::PublishingViews);
             // A chunk changes thousands of customers: publish all of them before the job
             // counts the chunk as done, so the job's progress includes the view.
             if let Err(error) = self.drain_view_outbox(usize::MAX).await {
                 tracing::warn!(error = %error, "customer views of a bulk chunk not published yet");
             }
         }
-        for i in one_by_one {
-            outcomes[i] = self.ingest(profiles[i].clone()).await?.outcome;
+        if !repeats.is_empty() {
+            report(ChunkStage::OneByOne);
+        }
+        for (i, profile) in repeats {
+            outcomes[i] = self.ingest(profile).await?.outcome;
         }
         Ok(outcomes)
     }
@@ -145,13 +248,16 @@ impl Resolver {
     async fn try_ingest_new(
         &self,
         chunk: &Arc<PreparedChunk>,
+        report: StageReport<'_>,
     ) -> Result<Vec<IngestOutcome>, ServiceError> {
         let started = std::time::Instant::now();
         let profiles = &chunk.profiles[..];
         let filed = &chunk.keys;
         // New records first, then the stored ones they are compared with.
         let mut features: Vec<Features> = chunk.features.clone();
+        report(ChunkStage::WaitingForWriter);
         let mut write = self.db.begin_bulk_write().await?;
+        report(ChunkStage::ReadingCandidates);
         let locked = started.elapsed();
         let conn: &mut AnyConnection = &mut write.tx;
         let now = now_millis();
@@ -173,6 +279,7 @@ impl Resolver {
             .stored_names(conn, &features.iter().collect::<Vec<_>>())
             .await?;
         let loaded = started.elapsed();
+        report(ChunkStage::Scoring);
 
         // Candidate pairs with at least one new record (new records come first), scored on
         // every core while the database files the new records in the index: neither waits for
@@ -233,6 +340,7 @@ impl Resolver {
             }
         }
         let decided = started.elapsed();
+        report(ChunkStage::Linking);
 
         // A stored customer a new record may join is held whole: the guard rails check every
         // one of its members (not only those that were candidates), and its golden record is
@@ -369,7 +477,9 @@ impl Resolver {
             }
         }
 
-        // Golden records and coherence of the grown customers, on every core.
+        // Golden records and coherence of the grown customers, on every core; updated in id
+        // order, so that each page of the customers table is visited once.
+        grown.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let grown: Vec<CustomerSummary> = batch::parallel_map(&grown, |(id, members)| {
             let records: Vec<MemberRecord> = members
                 .iter()
@@ -385,6 +495,7 @@ impl Resolver {
         .into_iter()
         .collect::<Result<_, _>>()?;
         let linked = started.elapsed();
+        report(ChunkStage::Writing);
         // The new customers' golden records need only the clusters: computed on every core
         // while the records and links are written.
         let goldens = {
@@ -437,6 +548,7 @@ impl Resolver {
             .collect();
         apply_name_counts(conn, names).await?;
         let refreshed = started.elapsed();
+        report(ChunkStage::Committing);
         write.tx.commit().await?;
         let ms = |d: std::time::Duration| d.as_millis() as u64;
         tracing::debug!(

@@ -9,6 +9,7 @@
 //! counters start from the checkpoint, and a rejected row is stored once (keyed by line). So no
 //! row is lost and none is counted twice.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::ops::ControlFlow;
@@ -23,6 +24,7 @@ use c360_domain::{
 use sqlx::Row;
 use tokio::sync::{mpsc, Notify};
 
+use crate::bulk_load::{ChunkStage, PreparedBatch};
 use crate::error::{ServiceError, StoreError};
 use crate::input::{self, RowError};
 use crate::resolver::{now_millis, to_time};
@@ -135,6 +137,7 @@ pub struct Jobs {
     wake: Notify,
     stopping: AtomicBool,
     chunk_rows: ChunkRows,
+    live: LiveJobs,
 }
 
 impl Jobs {
@@ -152,6 +155,7 @@ impl Jobs {
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
             chunk_rows,
+            live: LiveJobs::default(),
         })
     }
 
@@ -205,7 +209,7 @@ impl Jobs {
             .fetch_optional(self.resolver.database().pool())
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("job {id}")))?;
-        job_from_row(&row)
+        job_from_row(&row, &self.live)
     }
 
     /// The most recent jobs, newest first.
@@ -216,7 +220,9 @@ impl Jobs {
         .bind(limit)
         .fetch_all(self.resolver.database().pool())
         .await?;
-        rows.iter().map(job_from_row).collect()
+        rows.iter()
+            .map(|row| job_from_row(row, &self.live))
+            .collect()
     }
 
     /// The rejected rows of a job after `after_line`, in line order.
@@ -326,8 +332,7 @@ impl Jobs {
         }
 
         // The file is read and its rows parsed on a blocking thread, and handed over in
-        // batches through a bounded channel: memory stays bounded whatever the file's size,
-        // and the next chunk is read while one is written (up to `READ_AHEAD_BATCHES`).
+        // batches through a bounded channel: memory stays bounded whatever the file's size.
         let (sender, mut batches) = mpsc::channel::<Vec<ParsedRow>>(READ_AHEAD_BATCHES);
         let bytes_read = Arc::new(AtomicU64::new(0));
         let reader = {
@@ -338,10 +343,15 @@ impl Jobs {
         };
         let mut rows = Vec::new().into_iter();
         let mut reading = true;
+        let live = LiveEntry::new(&self.live, id, progress);
 
-        // Valid rows wait in `chunk` and are resolved and written together; the checkpoint
-        // follows each written chunk, so it never covers a row that is not stored.
+        // Valid rows wait in `chunk` and are resolved and written together, in a task of
+        // their own, while the next chunk is read: the job's rows read keep moving while a
+        // chunk is written, and the next chunk is ready when it is stored. One chunk at a
+        // time is in flight, since the next is resolved against a store that holds it. The
+        // checkpoint follows each stored chunk, so it never covers a row that is not stored.
         let mut chunk: Vec<Profile> = Vec::new();
+        let mut in_flight: Option<ChunkInFlight> = None;
         // Chunks grow with the store (see ChunkRows); what this job adds counts too.
         let stored_before = self.resolver.stored_records().await?;
         let mut chunk_started = Instant::now();
@@ -362,43 +372,53 @@ impl Jobs {
                     Err(error) => self.reject(id, &mut progress, error).await?,
                 }
             }
+            // A chunk stored while the next one filled counts at once.
+            if in_flight.as_ref().is_some_and(ChunkInFlight::is_finished) {
+                if let Some(flight) = in_flight.take() {
+                    self.land(id, flight, &mut progress).await?;
+                }
+            }
             let stopping = self.stopping.load(Ordering::SeqCst);
+            let writing = in_flight.as_ref().map_or(0, |flight| flight.rows);
             // A slow upload is written every second, so that its progress shows; a fast one
             // fills its chunks first.
             let chunk_rows = self
                 .chunk_rows
-                .with_stored(stored_before + progress.accepted);
+                .with_stored(stored_before + progress.accepted + writing);
             let due = chunk.len() >= chunk_rows
-                || (chunk_started.elapsed() >= CHECKPOINT_EVERY
+                || (in_flight.is_none()
+                    && chunk_started.elapsed() >= CHECKPOINT_EVERY
                     && chunk.len() < self.chunk_rows.least)
                 || ended
                 || stopping;
             if due {
-                if !chunk.is_empty() {
-                    match self.resolver.ingest_batch(&chunk).await {
-                        Ok(outcomes) => {
-                            progress.accepted += outcomes.len() as u64;
-                            for outcome in outcomes {
-                                match outcome {
-                                    IngestOutcome::CreatedCustomer => {
-                                        progress.customers_created += 1;
-                                    }
-                                    IngestOutcome::MergedCustomers => {
-                                        progress.customers_merged += 1;
-                                    }
-                                    _ => {}
-                                }
-                            }
-                        }
-                        // A store failure is not the rows' fault: keep the last checkpoint
-                        // and let the worker retry the job from it.
-                        Err(e) => return Err(e),
-                    }
-                    chunk.clear();
+                // The chunk is prepared (normalized, keyed, its rows serialized) on other
+                // threads while the previous one is still being written.
+                let rows = chunk.len() as u64;
+                let preparing = (!chunk.is_empty()).then(|| {
+                    let chunk = std::mem::take(&mut chunk);
+                    tokio::task::spawn_blocking(move || PreparedBatch::of(chunk))
+                });
+                if let Some(flight) = in_flight.take() {
+                    // Meanwhile the stage is that of the chunk being written.
+                    live.update(progress, flight.rows + rows, false);
+                    self.land(id, flight, &mut progress).await?;
+                    live.update(progress, rows, false);
                 }
-                self.checkpoint(id, &progress).await?;
+                if let Some(preparing) = preparing {
+                    let flight = self.launch(&live, preparing, rows, progress);
+                    if ended || stopping {
+                        self.land(id, flight, &mut progress).await?;
+                    } else {
+                        in_flight = Some(flight);
+                    }
+                } else {
+                    self.checkpoint(id, &progress).await?;
+                }
                 chunk_started = Instant::now();
             }
+            let writing = in_flight.as_ref().map_or(0, |flight| flight.rows);
+            live.update(progress, writing + chunk.len() as u64, in_flight.is_none());
             if stopping && !ended {
                 drop(batches);
                 tracing::info!(job = %id, rows_read = progress.rows_read, "bulk job paused by shutdown");
@@ -439,6 +459,62 @@ impl Jobs {
             "bulk job finished"
         );
         Ok(())
+    }
+
+    /// Starts resolving and writing a chunk of `rows` valid rows, the job's up to `through`,
+    /// once it is prepared, in a task of its own that tells `live` the stages it goes through.
+    fn launch(
+        &self,
+        live: &LiveEntry,
+        preparing: tokio::task::JoinHandle<Result<PreparedBatch, StoreError>>,
+        rows: u64,
+        through: Progress,
+    ) -> ChunkInFlight {
+        let resolver = self.resolver.clone();
+        let report = live.reporter();
+        let task = tokio::spawn(async move {
+            report(ChunkStage::Preparing.as_str());
+            let batch = preparing
+                .await
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
+            resolver
+                .ingest_prepared(batch, &move |stage| report(stage.as_str()))
+                .await
+        });
+        ChunkInFlight {
+            task,
+            rows,
+            through,
+        }
+    }
+
+    /// Waits for a chunk to be stored, counts its outcomes, and saves the checkpoint after
+    /// its last row (rows read since are not stored yet). A failed chunk stored nothing: the
+    /// error ends the run, and the job resumes from the previous checkpoint.
+    async fn land(
+        &self,
+        id: &str,
+        mut flight: ChunkInFlight,
+        progress: &mut Progress,
+    ) -> Result<(), ServiceError> {
+        let outcomes = (&mut flight.task)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
+        progress.accepted += outcomes.len() as u64;
+        for outcome in outcomes {
+            match outcome {
+                IngestOutcome::CreatedCustomer => progress.customers_created += 1,
+                IngestOutcome::MergedCustomers => progress.customers_merged += 1,
+                _ => {}
+            }
+        }
+        let checkpoint = Progress {
+            rows_read: flight.through.rows_read,
+            rejected: flight.through.rejected,
+            bytes_read: flight.through.bytes_read,
+            ..*progress
+        };
+        self.checkpoint(id, &checkpoint).await
     }
 
     async fn reject(
@@ -482,7 +558,7 @@ impl Jobs {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Progress {
     rows_read: u64,
     accepted: u64,
@@ -490,6 +566,102 @@ struct Progress {
     customers_created: u64,
     customers_merged: u64,
     bytes_read: u64,
+}
+
+/// A chunk being resolved and written while the job reads on.
+struct ChunkInFlight {
+    task: tokio::task::JoinHandle<Result<Vec<IngestOutcome>, ServiceError>>,
+    /// Its rows.
+    rows: u64,
+    /// The job's progress at its last row, accepted rows of earlier chunks included.
+    through: Progress,
+}
+
+impl ChunkInFlight {
+    fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+impl Drop for ChunkInFlight {
+    /// A chunk left behind when the job stops on an error is rolled back (its transaction
+    /// dropped), not left writing beside the job's next run: the checkpoint does not cover it,
+    /// so the next run reads its rows again.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The stage of a running job while no chunk is being written.
+const READING_ROWS: &str = "reading rows";
+
+/// What running jobs have done since their last checkpoint, by job id, for
+/// `GET /v1/jobs/{id}`: the database holds the checkpoint, which is where a job resumes.
+type LiveJobs = Arc<std::sync::Mutex<HashMap<String, LiveProgress>>>;
+
+#[derive(Debug, Clone, Copy)]
+struct LiveProgress {
+    /// Rows read (rejected ones included) and the outcomes of the stored chunks.
+    progress: Progress,
+    /// Valid rows read and not stored yet.
+    rows_in_progress: u64,
+    stage: &'static str,
+}
+
+fn lock_live(live: &LiveJobs) -> std::sync::MutexGuard<'_, HashMap<String, LiveProgress>> {
+    // A panic while holding it left counters at worst one row behind: keep using them.
+    live.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A running job's entry in [`LiveJobs`], removed when the run ends however it ends.
+struct LiveEntry {
+    live: LiveJobs,
+    id: String,
+}
+
+impl LiveEntry {
+    fn new(live: &LiveJobs, id: &str, progress: Progress) -> Self {
+        lock_live(live).insert(
+            id.to_owned(),
+            LiveProgress {
+                progress,
+                rows_in_progress: 0,
+                stage: READING_ROWS,
+            },
+        );
+        Self {
+            live: live.clone(),
+            id: id.to_owned(),
+        }
+    }
+
+    /// New counters; the stage goes back to reading when no chunk is being written.
+    fn update(&self, progress: Progress, rows_in_progress: u64, idle: bool) {
+        if let Some(entry) = lock_live(&self.live).get_mut(&self.id) {
+            entry.progress = progress;
+            entry.rows_in_progress = rows_in_progress;
+            if idle {
+                entry.stage = READING_ROWS;
+            }
+        }
+    }
+
+    /// Sets the stage from a chunk's task.
+    fn reporter(&self) -> impl Fn(&'static str) + Send + Sync + 'static {
+        let (live, id) = (self.live.clone(), self.id.clone());
+        move |stage| {
+            if let Some(entry) = lock_live(&live).get_mut(&id) {
+                entry.stage = stage;
+            }
+        }
+    }
+}
+
+impl Drop for LiveEntry {
+    fn drop(&mut self) {
+        lock_live(&self.live).remove(&self.id);
+    }
 }
 
 fn count(row: &sqlx::any::AnyRow, index: usize) -> Result<u64, StoreError> {
@@ -559,8 +731,9 @@ struct ParsedRow {
 
 /// Rows per batch handed from the reading thread to the job.
 const READ_BATCH_ROWS: usize = 4096;
-/// Batches the reading thread may be ahead of the job: about a large chunk's worth of rows.
-const READ_AHEAD_BATCHES: usize = 64;
+/// Batches the reading thread may be ahead of the job, which takes them while a chunk is
+/// written.
+const READ_AHEAD_BATCHES: usize = 16;
 
 /// Reads and parses the rows of a spooled file after the first `skip`, into `sender` in
 /// batches, until the file ends or the receiver goes away.
@@ -625,48 +798,56 @@ const JOB_COLUMNS: &str = "SELECT id, state, format, file_name, bytes_total, byt
     rows_read, accepted, rejected, customers_created, customers_merged, error, created_at, \
     started_at, updated_at, finished_at FROM jobs";
 
-fn job_from_row(row: &sqlx::any::AnyRow) -> Result<JobView, ServiceError> {
+/// A job as stored, with what it has done since its checkpoint when it runs in this process.
+fn job_from_row(row: &sqlx::any::AnyRow, live: &LiveJobs) -> Result<JobView, ServiceError> {
+    let id: String = row.try_get(0)?;
     let state: String = row.try_get(1)?;
     let state = JobState::from_name(&state)
         .ok_or_else(|| StoreError::Corrupt(format!("job state {state}")))?;
     let bytes_total = count(row, 4)?;
-    let bytes_read = count(row, 5)?;
-    let rows_read = count(row, 6)?;
-    let started_at: Option<i64> = row.try_get(13)?;
-    let updated_at: i64 = row.try_get(14)?;
-    let finished_at: Option<i64> = row.try_get(15)?;
-    let elapsed = started_at.map(|s| {
-        let end = finished_at.unwrap_or_else(|| {
-            if state == JobState::Running {
-                now_millis()
-            } else {
-                updated_at
-            }
-        });
-        (end - s).max(1) as f64 / 1000.0
-    });
-    let rate = elapsed.map_or(0.0, |secs| rows_read as f64 / secs);
-    let eta = match (state, elapsed) {
-        (JobState::Running, Some(secs)) if bytes_read > 0 => {
-            let left = bytes_total.saturating_sub(bytes_read) as f64;
-            Some(left * secs / bytes_read as f64)
-        }
-        _ => None,
-    };
-    Ok(JobView {
-        job_id: row.try_get(0)?,
-        state,
-        format: row.try_get(2)?,
-        file_name: row.try_get(3)?,
-        bytes_total,
-        bytes_read,
-        rows_read,
+    let checkpoint = Progress {
+        bytes_read: count(row, 5)?,
+        rows_read: count(row, 6)?,
         accepted: count(row, 7)?,
         rejected: count(row, 8)?,
         customers_created: count(row, 9)?,
         customers_merged: count(row, 10)?,
-        rate_per_second: (rate * 10.0).round() / 10.0,
-        eta_seconds: eta.map(|e| e.round()),
+    };
+    let live = (state == JobState::Running)
+        .then(|| lock_live(live).get(&id).copied())
+        .flatten();
+    let started_at: Option<i64> = row.try_get(13)?;
+    let finished_at: Option<i64> = row.try_get(15)?;
+    let end = finished_at.unwrap_or(if state == JobState::Running {
+        now_millis()
+    } else {
+        row.try_get(14)?
+    });
+    let elapsed = started_at.map(|started| (end - started).max(1) as f64 / 1000.0);
+    let figures = Figures::of(
+        state == JobState::Running,
+        bytes_total,
+        checkpoint,
+        live,
+        elapsed,
+    );
+    let current = figures.current;
+    Ok(JobView {
+        job_id: id,
+        state,
+        format: row.try_get(2)?,
+        file_name: row.try_get(3)?,
+        bytes_total,
+        bytes_read: current.bytes_read,
+        rows_read: current.rows_read,
+        accepted: current.accepted,
+        rejected: current.rejected,
+        rows_in_progress: figures.rows_in_progress,
+        customers_created: current.customers_created,
+        customers_merged: current.customers_merged,
+        rate_per_second: (figures.rate * 10.0).round() / 10.0,
+        eta_seconds: figures.eta.map(f64::round),
+        stage: figures.stage.map(str::to_owned),
         error: row.try_get(11)?,
         created_at: to_time(row.try_get(12)?),
         started_at: started_at.map(to_time),
@@ -674,9 +855,125 @@ fn job_from_row(row: &sqlx::any::AnyRow) -> Result<JobView, ServiceError> {
     })
 }
 
+/// A job's counters, rate and ETA.
+#[derive(Debug, PartialEq)]
+struct Figures {
+    current: Progress,
+    rows_in_progress: u64,
+    stage: Option<&'static str>,
+    rate: f64,
+    eta: Option<f64>,
+}
+
+impl Figures {
+    /// From the job's checkpoint, and from `live` while it runs here, `elapsed` seconds after
+    /// it started. The rate counts finished rows (stored or rejected). The ETA, only while the
+    /// job is `running`, extrapolates the time the checkpoint took over the bytes after it:
+    /// rows read since are not finished yet.
+    fn of(
+        running: bool,
+        bytes_total: u64,
+        checkpoint: Progress,
+        live: Option<LiveProgress>,
+        elapsed: Option<f64>,
+    ) -> Self {
+        let current = live.map_or(checkpoint, |live| live.progress);
+        let finished = current.accepted + current.rejected;
+        let rate = elapsed.map_or(0.0, |secs| finished as f64 / secs);
+        let eta = match elapsed {
+            Some(secs) if running && checkpoint.bytes_read > 0 => {
+                let left = bytes_total.saturating_sub(checkpoint.bytes_read) as f64;
+                Some(left * secs / checkpoint.bytes_read as f64)
+            }
+            _ => None,
+        };
+        Self {
+            current,
+            rows_in_progress: live.map_or(0, |live| live.rows_in_progress),
+            stage: live.map(|live| live.stage),
+            rate,
+            eta,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn progress(rows_read: u64, accepted: u64, rejected: u64, bytes_read: u64) -> Progress {
+        Progress {
+            rows_read,
+            accepted,
+            rejected,
+            customers_created: accepted / 2,
+            customers_merged: 1,
+            bytes_read,
+        }
+    }
+
+    #[test]
+    fn a_running_job_shows_the_rows_read_since_its_checkpoint() {
+        // Checkpoint after 1,000 rows (990 stored, 10 rejected) and 100 kB of a 1 MB file;
+        // since then 600 more rows read, 4 of them rejected, 596 being written.
+        let checkpoint = progress(1_000, 990, 10, 100_000);
+        let live = LiveProgress {
+            progress: progress(1_600, 990, 14, 160_000),
+            rows_in_progress: 596,
+            stage: "scoring candidate pairs and filing blocking keys",
+        };
+        let figures = Figures::of(true, 1_000_000, checkpoint, Some(live), Some(10.0));
+        assert_eq!(figures.current, live.progress);
+        assert_eq!(figures.rows_in_progress, 596);
+        assert_eq!(figures.stage, Some(live.stage));
+        assert_eq!(
+            figures.rate, 100.4,
+            "finished rows per second: (990 + 14) / 10"
+        );
+        assert_eq!(
+            figures.eta,
+            Some(90.0),
+            "the checkpoint's 100 kB took 10 s: 900 kB left"
+        );
+    }
+
+    #[test]
+    fn a_job_without_live_progress_shows_its_checkpoint() {
+        let checkpoint = progress(1_000, 990, 10, 100_000);
+        let running_elsewhere = Figures::of(true, 1_000_000, checkpoint, None, Some(10.0));
+        assert_eq!(running_elsewhere.current, checkpoint);
+        assert_eq!(running_elsewhere.rows_in_progress, 0);
+        assert_eq!(running_elsewhere.stage, None);
+        assert_eq!(running_elsewhere.eta, Some(90.0));
+        let done = Figures::of(false, 100_000, checkpoint, None, Some(4.0));
+        assert_eq!(done.rate, 250.0);
+        assert_eq!(done.eta, None, "no ETA once finished");
+        let queued = Figures::of(false, 100_000, Progress::default(), None, None);
+        assert_eq!((queued.rate, queued.eta), (0.0, None));
+        let started = Figures::of(true, 100_000, Progress::default(), None, Some(1.0));
+        assert_eq!(
+            started.eta, None,
+            "nothing finished yet to extrapolate from"
+        );
+    }
+
+    #[test]
+    fn live_progress_lasts_as_long_as_the_run() {
+        let live = LiveJobs::default();
+        {
+            let entry = LiveEntry::new(&live, "job_1", progress(10, 0, 0, 100));
+            assert_eq!(lock_live(&live)["job_1"].stage, READING_ROWS);
+            let report = entry.reporter();
+            report(ChunkStage::Committing.as_str());
+            entry.update(progress(20, 0, 1, 200), 19, false);
+            let now = lock_live(&live)["job_1"];
+            assert_eq!(now.stage, "committing", "a chunk in flight keeps its stage");
+            assert_eq!((now.progress.rows_read, now.rows_in_progress), (20, 19));
+            entry.update(progress(20, 19, 1, 200), 0, true);
+            assert_eq!(lock_live(&live)["job_1"].stage, READING_ROWS);
+        }
+        assert!(lock_live(&live).is_empty(), "removed when the run ends");
+    }
 
     #[test]
     fn chunks_are_half_the_store_within_bounds_and_large_into_an_empty_one() {

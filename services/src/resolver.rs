@@ -1211,6 +1211,15 @@ pub(crate) async fn cannot_links_among(
     keys: &[RecordKey],
 ) -> Result<Vec<(RecordKey, RecordKey)>, StoreError> {
     let mut out = Vec::new();
+    // Most stores have none, and a bulk chunk asks about hundreds of thousands of records.
+    let any: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM manual_links WHERE kind = 'cannot_link' AND undone_at IS NULL LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if any.is_none() {
+        return Ok(out);
+    }
     let sql = format!(
         "SELECT a_source, a_source_id, b_source, b_source_id FROM manual_links \
          WHERE kind = 'cannot_link' AND undone_at IS NULL \

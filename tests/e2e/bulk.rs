@@ -15,6 +15,7 @@ on_both_engines!(
     an_interrupted_job_resumes_after_a_restart,
     an_uploaded_record_joins_a_customer_only_if_every_member_agrees,
     an_update_or_a_delete_unfiles_exactly_the_records_blocking_keys,
+    a_batch_sent_again_updates_what_changed_and_adds_the_rest,
 );
 
 /// Batch resolution (`c360 resolve`) and a bulk upload of the same file give the same
@@ -415,11 +416,23 @@ async fn an_interrupted_job_resumes_after_a_restart(engine: Engine) {
     let (status, job) = upload(&app, "text/csv", body.into_bytes()).await;
     assert_eq!(status, 202);
     let path = format!("/v1/jobs/{}", job["job_id"].as_str().unwrap());
-    // Wait until the job is under way, then restart the service in the middle of it.
+    // Wait until the job has stored rows, then restart the service in the middle of it.
+    // While it runs, its progress shows the rows read beyond the stored ones and what the
+    // chunk being written is doing.
     loop {
         let (_, job) = app.get_json(&path).await;
-        if job["rows_read"].as_u64().unwrap() > 0 {
+        let count = |field: &str| job[field].as_u64().unwrap();
+        if job["stage"].is_string() {
             assert_eq!(job["state"], "running");
+            assert_eq!(
+                count("rows_read"),
+                count("accepted") + count("rejected") + count("rows_in_progress"),
+                "{job}"
+            );
+        }
+        if count("accepted") > 0 {
+            assert_eq!(job["state"], "running");
+            assert!(job["stage"].is_string(), "{job}");
             assert!(job["rate_per_second"].as_f64().unwrap() > 0.0, "{job}");
             break;
         }
@@ -433,6 +446,8 @@ async fn an_interrupted_job_resumes_after_a_restart(engine: Engine) {
     );
     let job = finished(&app, &job).await;
     assert_eq!(job["state"], "completed", "{job}");
+    assert!(job.get("stage").is_none(), "{job}");
+    assert_eq!(job["rows_in_progress"], 0, "{job}");
     assert_eq!(job["rows_read"], rows + 1);
     assert_eq!(
         job["accepted"], rows,
@@ -700,6 +715,57 @@ async fn an_update_or_a_delete_unfiles_exactly_the_records_blocking_keys(engine:
             (Vec::new(), Vec::new())
         );
     }
+    db.close().await;
+    database.drop_database().await.unwrap();
+}
+
+/// A batch holding records already stored (a file sent again, some rows changed), new ones,
+/// and a row repeated within it: the stored ones are updates, resolved one by one after the
+/// new ones are written together, and every outcome comes back in input order.
+async fn a_batch_sent_again_updates_what_changed_and_adds_the_rest(engine: Engine) {
+    use c360_domain::IngestOutcome;
+
+    let (database, db, resolver, profiles) = store_and_records(engine, 80, 36).await;
+    let n = profiles.len();
+    assert!(n > 60);
+    resolver.ingest_batch(&profiles[..40]).await.unwrap();
+
+    let mut input = c360_services::synth::generate(80, 36)
+        .into_iter()
+        .find(|r| c360_domain::Profile::parse(&r.input).unwrap().key() == profiles[35].key())
+        .unwrap()
+        .input;
+    input.last_name = Some("Zamoyski".into());
+    input.updated_at = Some("2031-05-06T07:08:09Z".into());
+    let changed = c360_domain::Profile::parse(&input).unwrap();
+    let mut again: Vec<c360_domain::Profile> = profiles[30..60].to_vec();
+    again[5] = changed.clone(); // profiles[35]
+    again.push(profiles[45].clone()); // a repeat of a new row
+    let outcomes = resolver.ingest_batch(&again).await.unwrap();
+    assert_eq!(outcomes.len(), again.len());
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match i {
+            5 => assert_eq!(*outcome, IngestOutcome::Updated, "the changed row"),
+            0..10 => assert_eq!(*outcome, IngestOutcome::Unchanged, "row {i} sent again"),
+            30 => assert_eq!(*outcome, IngestOutcome::Unchanged, "the repeat"),
+            _ => assert!(
+                matches!(
+                    outcome,
+                    IngestOutcome::CreatedCustomer
+                        | IngestOutcome::JoinedCustomer
+                        | IngestOutcome::MergedCustomers
+                ),
+                "row {i} is new: {outcome:?}"
+            ),
+        }
+    }
+    let records: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM records")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(records, 60);
+    let stored = resolver.get_record(&changed.key()).await.unwrap();
+    assert_eq!(stored.record.last_name, changed.last_name);
     db.close().await;
     database.drop_database().await.unwrap();
 }
