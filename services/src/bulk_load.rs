@@ -387,9 +387,10 @@ impl Resolver {
             .filter_map(|(a, b)| Some((*index_of.get(&a)?, *index_of.get(&b)?)))
             .flat_map(|(a, b)| [(a, b), (b, a)])
             .collect();
-        let mut written_links: Vec<(RecordKey, RecordKey, String)> = Vec::new();
+        // The links to write, by position in `links`; their evidence is serialized after.
+        let mut written: Vec<usize> = Vec::new();
         let mut per_pair_customer: HashMap<(usize, usize), usize> = HashMap::new();
-        for (_, i, j, names_compared, decision) in &links {
+        for (l, (_, i, j, names_compared, decision)) in links.iter().enumerate() {
             let merged = clusters.union_unless(*i, *j, |x, y| {
                 never.contains(&(x, y))
                     || engine
@@ -404,11 +405,7 @@ impl Resolver {
                     let count = per_pair_customer.entry((*i, side)).or_default();
                     *count += 1;
                     if *count <= LINKS_PER_CUSTOMER {
-                        written_links.push((
-                            keys[*i].clone(),
-                            keys[*j].clone(),
-                            to_json(&engine.evidence(decision))?,
-                        ));
+                        written.push(l);
                     }
                 }
                 Err((x, y)) => {
@@ -428,6 +425,15 @@ impl Resolver {
                 }
             }
         }
+
+        // Evidence of every written link, on every core: a chunk writes hundreds of thousands.
+        let written_links: Vec<(RecordKey, RecordKey, String)> =
+            batch::parallel_map(&written, |&l| {
+                let (_, i, j, _, decision) = &links[l];
+                to_json(&engine.evidence(decision)).map(|e| (keys[*i].clone(), keys[*j].clone(), e))
+            })
+            .into_iter()
+            .collect::<Result<_, _>>()?;
 
         // Each cluster with new records becomes a customer: new, joined, or merged.
         let labels = clusters.labels();
