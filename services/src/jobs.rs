@@ -394,19 +394,19 @@ impl Jobs {
             if due {
                 // The chunk is prepared (normalized, keyed, its rows serialized) on other
                 // threads while the previous one is still being written.
-                let rows = chunk.len() as u64;
+                let filled = chunk.len() as u64;
                 let preparing = (!chunk.is_empty()).then(|| {
                     let chunk = std::mem::take(&mut chunk);
                     tokio::task::spawn_blocking(move || PreparedBatch::of(chunk))
                 });
                 if let Some(flight) = in_flight.take() {
                     // Meanwhile the stage is that of the chunk being written.
-                    live.update(progress, flight.rows + rows, false);
+                    live.update(progress, flight.rows + filled, false);
                     self.land(id, flight, &mut progress).await?;
-                    live.update(progress, rows, false);
+                    live.update(progress, filled, false);
                 }
                 if let Some(preparing) = preparing {
-                    let flight = self.launch(&live, preparing, rows, progress);
+                    let flight = self.launch(&live, preparing, filled, progress);
                     if ended || stopping {
                         self.land(id, flight, &mut progress).await?;
                     } else {
