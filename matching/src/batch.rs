@@ -390,14 +390,14 @@ mod tests {
         let features = features(&people());
         let (all, distinct, oversized) = candidate_pairs(&features, 200, 50);
         assert!(all.len() >= 4, "{all:?}");
+        let keys: Vec<Vec<String>> = features.iter().map(blocking::keys).collect();
+        let keys: Vec<&[String]> = keys.iter().map(Vec::as_slice).collect();
         for first in 0..=features.len() {
             let touching: Vec<(u32, u32)> = all
                 .iter()
                 .copied()
                 .filter(|&(i, _)| (i as usize) < first)
                 .collect();
-            let keys: Vec<Vec<String>> = features.iter().map(blocking::keys).collect();
-            let keys: Vec<&[String]> = keys.iter().map(Vec::as_slice).collect();
             let of_first = candidate_pairs_of_first(&keys, first, 200, 50);
             assert_eq!(of_first, (touching, distinct, oversized), "first {first}");
         }

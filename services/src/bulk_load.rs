@@ -109,8 +109,6 @@ pub type StageReport<'a> = &'a (dyn Fn(ChunkStage) + Send + Sync);
 /// occurrence of each record prepared as a chunk, and the repeats, which go one by one after
 /// it. A bulk job prepares its next batch while the previous one is written.
 pub struct PreparedBatch {
-    /// How many records the batch holds.
-    len: usize,
     /// Input positions of the chunk's records.
     fresh: Vec<usize>,
     chunk: PreparedChunk,
@@ -123,7 +121,6 @@ impl PreparedBatch {
     /// CPU-bound, on every core: in async code, call it on a blocking thread.
     pub fn of(profiles: Vec<Profile>) -> Result<Self, StoreError> {
         let started = std::time::Instant::now();
-        let len = profiles.len();
         let mut seen = HashSet::new();
         let (mut fresh, mut new, mut repeats) = (Vec::new(), Vec::new(), Vec::new());
         for (i, profile) in profiles.into_iter().enumerate() {
@@ -135,7 +132,6 @@ impl PreparedBatch {
             }
         }
         Ok(Self {
-            len,
             fresh,
             chunk: PreparedChunk::of(new)?,
             repeats,
@@ -167,13 +163,12 @@ impl Resolver {
         report(ChunkStage::CheckingStored);
         let started = std::time::Instant::now();
         let PreparedBatch {
-            len,
             mut fresh,
             mut chunk,
             mut repeats,
             prepared,
         } = batch;
-        let mut outcomes = vec![IngestOutcome::Unchanged; len];
+        let mut outcomes = vec![IngestOutcome::Unchanged; fresh.len() + repeats.len()];
         let stored = {
             let mut conn = self.db.pool().acquire().await?;
             // Into an empty store (a first load) nothing is stored yet: no need to ask about
