@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use c360_services::jobs::ChunkRows;
+use c360_services::jobs::{ChunkRows, DEFAULT_RESIDENT_RECORDS};
 use clap::{Args, ValueEnum};
 
 use crate::auth::ApiKeys;
@@ -187,6 +187,12 @@ pub struct ServeConfig {
     #[arg(long, env = "C360_BULK_MAX_CHUNK_ROWS", default_value_t = ChunkRows::default().most)]
     pub bulk_max_chunk_rows: usize,
 
+    /// Most records a bulk job that starts on an empty store holds in memory, so that its
+    /// later chunks find their candidates without reading the store back (about 2.5 KB
+    /// each); past it the job reads them from the store. 0 holds none.
+    #[arg(long, env = "C360_BULK_RESIDENT_RECORDS", default_value_t = DEFAULT_RESIDENT_RECORDS)]
+    pub bulk_resident_records: usize,
+
     /// Largest accepted bulk upload, in bytes (413 beyond).
     #[arg(long, env = "C360_MAX_UPLOAD_BYTES", default_value_t = 64 * 1024 * 1024 * 1024)]
     pub max_upload_bytes: u64,
@@ -225,6 +231,7 @@ impl ServeConfig {
             jobs_dir: PathBuf::from("data/jobs"),
             bulk_chunk_rows: ChunkRows::default().least,
             bulk_max_chunk_rows: ChunkRows::default().most,
+            bulk_resident_records: DEFAULT_RESIDENT_RECORDS,
             max_upload_bytes: 64 * 1024 * 1024 * 1024,
             log_format: LogFormat::Text,
         }

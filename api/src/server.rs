@@ -163,11 +163,14 @@ impl RunningServer {
             let publisher = resolver.clone();
             workers.push(spawn_worker(|stop| publisher.run_view_worker(stop)));
         }
-        let jobs = Arc::new(Jobs::new(
-            resolver.clone(),
-            config.jobs_dir.clone(),
-            config.bulk_chunk_rows(),
-        )?);
+        let jobs = Arc::new(
+            Jobs::new(
+                resolver.clone(),
+                config.jobs_dir.clone(),
+                config.bulk_chunk_rows(),
+            )?
+            .with_resident_records(config.bulk_resident_records),
+        );
         {
             let jobs = jobs.clone();
             workers.push(spawn_worker(|stop| jobs.run_worker(stop)));

@@ -112,10 +112,36 @@ pub struct BatchResult {
     pub stats: BatchStats,
 }
 
-fn key_hash(key: &str) -> u64 {
+/// The top bit of a filed key says whether it is an exact identifier (capped by
+/// `max_block`) rather than a fuzzy key (capped by `max_fuzzy_block`).
+const IDENTIFIER: u64 = 1 << 63;
+
+/// A blocking key as pairing files it: a 63-bit hash of the key, and in the top bit whether
+/// it is an exact identifier. Eight bytes instead of the key's text, for indexes held in memory;
+/// two keys sharing a hash only add candidate pairs, which scoring then decides.
+pub fn filed_key(key: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     key.hash(&mut hasher);
-    hasher.finish()
+    let kind = if blocking::is_identifier_key(key) {
+        IDENTIFIER
+    } else {
+        0
+    };
+    (hasher.finish() & !IDENTIFIER) | kind
+}
+
+/// Each of the keys as [`filed_key`] files it.
+pub fn filed_keys(keys: &[String]) -> Vec<u64> {
+    keys.iter().map(|k| filed_key(k)).collect()
+}
+
+/// The block-size cap of a key filed by [`filed_key`].
+pub fn block_cap(filed: u64, max_block: usize, max_fuzzy_block: usize) -> usize {
+    if filed & IDENTIFIER != 0 {
+        max_block
+    } else {
+        max_fuzzy_block
+    }
 }
 
 /// All pairs of records that share at least one blocking key, each once, as `(i, j)` with
@@ -126,34 +152,25 @@ pub fn candidate_pairs(
     max_block: usize,
     max_fuzzy_block: usize,
 ) -> (Vec<(u32, u32)>, usize, usize) {
-    let keys = parallel_map(features, blocking::keys);
-    let keys: Vec<&[String]> = keys.iter().map(Vec::as_slice).collect();
+    let keys = parallel_map(features, |f| filed_keys(&blocking::keys(f)));
+    let keys: Vec<&[u64]> = keys.iter().map(Vec::as_slice).collect();
     candidate_pairs_of_first(&keys, keys.len(), max_block, max_fuzzy_block)
 }
 
-/// [`candidate_pairs`] of records given by their blocking keys ([`blocking::keys`]), with at
-/// least one of the first `first` records: a bulk chunk's new records come first (their keys
-/// computed once, when the chunk was prepared), then the stored records they share keys with,
-/// and pairs of two stored records (decided when they were stored, and often the most
+/// [`candidate_pairs`] of records given by their filed blocking keys ([`filed_keys`]), with
+/// at least one of the first `first` records: a bulk chunk's new records come first (their
+/// keys filed once, when the chunk was prepared), then the stored records they share keys
+/// with, and pairs of two stored records (decided when they were stored, and often the most
 /// numerous) are never made.
 pub fn candidate_pairs_of_first(
-    keys: &[&[String]],
+    keys: &[&[u64]],
     first: usize,
     max_block: usize,
     max_fuzzy_block: usize,
 ) -> (Vec<(u32, u32)>, usize, usize) {
-    // The top bit of a filed key's hash says whether it is an exact identifier.
-    const IDENTIFIER: u64 = 1 << 63;
     let mut filed: Vec<(u64, u32)> = Vec::with_capacity(keys.len() * 8);
     for (i, keys) in keys.iter().enumerate() {
-        filed.extend(keys.iter().map(|k| {
-            let kind = if blocking::is_identifier_key(k) {
-                IDENTIFIER
-            } else {
-                0
-            };
-            ((key_hash(k) & !IDENTIFIER) | kind, i as u32)
-        }));
+        filed.extend(keys.iter().map(|&k| (k, i as u32)));
     }
     filed.sort_unstable();
     filed.dedup();
@@ -162,12 +179,7 @@ pub fn candidate_pairs_of_first(
     let (mut distinct, mut oversized) = (0, 0);
     for block in filed.chunk_by(|a, b| a.0 == b.0) {
         distinct += 1;
-        let cap = if block[0].0 & IDENTIFIER != 0 {
-            max_block
-        } else {
-            max_fuzzy_block
-        };
-        if block.len() > cap {
+        if block.len() > block_cap(block[0].0, max_block, max_fuzzy_block) {
             oversized += 1;
             continue;
         }
@@ -390,8 +402,11 @@ mod tests {
         let features = features(&people());
         let (all, distinct, oversized) = candidate_pairs(&features, 200, 50);
         assert!(all.len() >= 4, "{all:?}");
-        let keys: Vec<Vec<String>> = features.iter().map(blocking::keys).collect();
-        let keys: Vec<&[String]> = keys.iter().map(Vec::as_slice).collect();
+        let keys: Vec<Vec<u64>> = features
+            .iter()
+            .map(|f| filed_keys(&blocking::keys(f)))
+            .collect();
+        let keys: Vec<&[u64]> = keys.iter().map(Vec::as_slice).collect();
         for first in 0..=features.len() {
             let touching: Vec<(u32, u32)> = all
                 .iter()

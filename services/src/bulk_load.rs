@@ -27,6 +27,7 @@ use c360_matching::{batch, blocking, survivorship, Features, PairDecision, Verdi
 use sqlx::AnyConnection;
 
 use crate::error::{ServiceError, StoreError};
+use crate::resident::{ChunkChanges, Held, Resident, ResidentRecords};
 use crate::resolver::{
     absorb, apply_name_counts, cannot_links_among, customer_of_each, filed, in_order, insert_edges,
     insert_new_records, name_changes, new_customer_id, now_millis, record_from_row,
@@ -44,6 +45,8 @@ struct PreparedChunk {
     profiles: Vec<Profile>,
     features: Vec<Features>,
     keys: Vec<Vec<String>>,
+    /// The same keys as pairing files them ([`batch::filed_key`]).
+    filed: Vec<Vec<u64>>,
     record_rows: NewRecordRows,
     index_rows: IndexRows,
 }
@@ -54,6 +57,7 @@ impl PreparedChunk {
     fn of(profiles: Vec<Profile>) -> Result<Self, StoreError> {
         let features = batch::parallel_map(&profiles, Features::of);
         let keys = batch::parallel_map(&features, blocking::keys);
+        let filed_keys = batch::parallel_map(&keys, |keys| batch::filed_keys(keys));
         let filed = filed(&profiles, &keys);
         // Both on every core, side by side: the index rows' sorts are partly serial.
         let (index_rows, record_rows) =
@@ -63,6 +67,7 @@ impl PreparedChunk {
             profiles,
             features,
             keys,
+            filed: filed_keys,
             record_rows,
             index_rows,
         })
@@ -150,16 +155,20 @@ impl Resolver {
         let batch = tokio::task::spawn_blocking(move || PreparedBatch::of(profiles))
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
-        self.ingest_prepared(batch, &|_| {}).await
+        let (outcomes, _) = self.ingest_prepared(batch, None, &|_| {}).await?;
+        Ok(outcomes)
     }
 
     /// Resolves and stores a prepared batch, telling `report` each stage it reaches; returns
-    /// each record's outcome, in input order.
+    /// each record's outcome, in input order, and the image of the store's records the batch
+    /// was given, brought up to date, unless the store changed beside it (see
+    /// [`crate::resident`]).
     pub async fn ingest_prepared(
         &self,
         batch: PreparedBatch,
+        resident: Option<ResidentRecords>,
         report: StageReport<'_>,
-    ) -> Result<Vec<IngestOutcome>, ServiceError> {
+    ) -> Result<(Vec<IngestOutcome>, Option<ResidentRecords>), ServiceError> {
         report(ChunkStage::CheckingStored);
         let started = std::time::Instant::now();
         let PreparedBatch {
@@ -207,18 +216,41 @@ impl Resolver {
             "bulk chunk prepared"
         );
 
+        let mut resident = resident;
         if !fresh.is_empty() {
             let chunk = Arc::new(chunk);
-            let chunk_outcomes = self
-                .retrying(|| self.try_ingest_new(&chunk, report))
+            let image = resident.as_ref();
+            let (chunk_outcomes, changes) = self
+                .retrying(|| self.try_ingest_new(&chunk, image, report))
                 .await?;
             for (&i, outcome) in fresh.iter().zip(chunk_outcomes) {
                 outcomes[i] = outcome;
             }
+            let written = chunk.profiles.len() as u64;
+            resident = match (resident, changes, Arc::try_unwrap(chunk)) {
+                (Some(image), Some(changes), Ok(chunk)) => {
+                    let held = image.len() + chunk.profiles.len();
+                    let image = image.admit(chunk.into_residents(changes.now), changes);
+                    if image.is_none() {
+                        tracing::info!(
+                            records = held,
+                            "bulk job no longer holds the store's records in memory: past its limit"
+                        );
+                    }
+                    image
+                }
+                (Some(_), _, _) => {
+                    tracing::info!(
+                        "bulk job reads stored candidates from the store again: the store changed beside it"
+                    );
+                    None
+                }
+                (None, _, _) => None,
+            };
             // A bulk load grows the store fast: the next chunks' candidate queries need fresh
             // planner statistics (PostgreSQL) to stay index look-ups, and a short WAL
             // (SQLite). Here, once the chunk's transaction has let go of the writer slot.
-            self.db.note_written(chunk.profiles.len() as u64);
+            self.db.note_written(written);
             if let Err(error) = self.db.maintain().await {
                 tracing::warn!(error = %error, "database upkeep failed");
             }
@@ -236,24 +268,43 @@ impl Resolver {
         for (i, profile) in repeats {
             outcomes[i] = self.ingest(profile).await?.outcome;
         }
-        Ok(outcomes)
+        Ok((outcomes, resident))
     }
 
-    /// One transaction: resolve records none of which is stored yet, and write them.
+    /// An image of the store to fill as a bulk job stores its chunks, holding at most `limit`
+    /// records, if the store is empty (see [`crate::resident`]). Asked under the bulk writer
+    /// lock, so that no write is half-way through.
+    pub async fn image_of_empty_store(
+        &self,
+        limit: usize,
+    ) -> Result<Option<ResidentRecords>, ServiceError> {
+        let mut write = self.db.begin_bulk_write().await?;
+        let generation = self.db.graph_writes(&mut write).await?;
+        let empty = store_is_empty(&mut write.tx).await?;
+        write.tx.rollback().await?;
+        Ok(empty.then(|| ResidentRecords::of_empty_store(generation, limit)))
+    }
+
+    /// One transaction: resolve records none of which is stored yet, and write them. With
+    /// `image`, the records of the store held in memory, candidates and members come from it
+    /// as long as nothing else wrote to the store since; then the changes it needs to stay up
+    /// to date come back with the outcomes.
     async fn try_ingest_new(
         &self,
         chunk: &Arc<PreparedChunk>,
+        image: Option<&ResidentRecords>,
         report: StageReport<'_>,
-    ) -> Result<Vec<IngestOutcome>, ServiceError> {
+    ) -> Result<(Vec<IngestOutcome>, Option<ChunkChanges>), ServiceError> {
         let started = std::time::Instant::now();
         let profiles = &chunk.profiles[..];
-        let filed = &chunk.keys;
-        // New records first, then the stored ones they are compared with.
-        let mut features: Vec<Features> = chunk.features.clone();
         report(ChunkStage::WaitingForWriter);
         let mut write = self.db.begin_bulk_write().await?;
         report(ChunkStage::ReadingCandidates);
         let locked = started.elapsed();
+        // The image holds the store as the job's previous chunk left it: usable only if no
+        // other transaction has written to the graph since.
+        let graph_writes = self.db.graph_writes(&mut write).await?;
+        let image = image.filter(|image| image.generation() == graph_writes);
         let conn: &mut AnyConnection = &mut write.tx;
         let now = now_millis();
         let n = profiles.len();
@@ -261,18 +312,27 @@ impl Resolver {
         // Stored records sharing a blocking key with the chunk, blocks capped as in batch. An
         // empty store (the first chunk of a first load) has none: no need to ask it about
         // every key of the chunk.
-        let (max_block, max_fuzzy) = self.candidate_caps();
-        let mut stored = if store_is_empty(conn).await? {
-            Vec::new()
-        } else {
-            stored_candidates(conn, filed, (max_block, max_fuzzy)).await?
+        let caps = self.candidate_caps();
+        let (stored, held_slots): (Vec<Held>, Vec<u32>) = match image {
+            Some(image) => {
+                let slots = image.candidates(&chunk.filed, caps);
+                (slots.iter().map(|&s| image.held(s)).collect(), slots)
+            }
+            None if store_is_empty(conn).await? => (Vec::new(), Vec::new()),
+            None => (
+                stored_candidates(conn, &chunk.keys, caps).await?,
+                Vec::new(),
+            ),
         };
         let queried = started.elapsed();
-        features.extend(batch::parallel_map(&stored, |s| Features::of(&s.profile)));
-        let stored_keys = batch::parallel_map(&features[n..], blocking::keys);
-        let names = self
-            .stored_names(conn, &features.iter().collect::<Vec<_>>())
-            .await?;
+        let names = {
+            let features: Vec<&Features> = chunk
+                .features
+                .iter()
+                .chain(stored.iter().map(|h| &h.resident.features))
+                .collect();
+            self.stored_names(conn, &features).await?
+        };
         let loaded = started.elapsed();
         report(ChunkStage::Scoring);
 
@@ -282,31 +342,32 @@ impl Resolver {
         let engine = self.engine.clone();
         let prepared = Arc::clone(chunk);
         let scoring = tokio::task::spawn_blocking(move || {
-            // The new records' keys as the chunk was prepared, then the stored records'.
-            let keys: Vec<&[String]> = prepared
-                .keys
+            let keys: Vec<&[u64]> = prepared
+                .filed
                 .iter()
-                .chain(&stored_keys)
                 .map(Vec::as_slice)
+                .chain(stored.iter().map(|h| h.resident.filed.as_slice()))
                 .collect();
+            let (max_block, max_fuzzy) = caps;
             let (pairs, _, _) = batch::candidate_pairs_of_first(&keys, n, max_block, max_fuzzy);
+            let features = |i: usize| features_of(&prepared, &stored, i);
             let parts: Vec<&[(u32, u32)]> = pairs.chunks(4096).collect();
             let decided: Vec<(usize, usize, PairDecision)> = batch::parallel_map(&parts, |part| {
                 part.iter()
                     .map(|&(i, j)| (i as usize, j as usize))
-                    .map(|(i, j)| (i, j, engine.decide(&features[i], &features[j], &names)))
+                    .map(|(i, j)| (i, j, engine.decide(features(i), features(j), &names)))
                     .filter(|(_, _, decision)| decision.verdict != Verdict::NonMatch)
                     .collect::<Vec<_>>()
             })
             .into_iter()
             .flatten()
             .collect();
-            (features, decided)
+            (stored, decided)
         });
         let filing = write_index(conn, &chunk.index_rows).await;
         let filed_ms = started.elapsed() - loaded;
         // The scoring is awaited even when filing failed: a retry must not score beside it.
-        let (mut features, decided) = scoring
+        let (mut stored, decided) = scoring
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
         filing?;
@@ -345,15 +406,28 @@ impl Resolver {
             .filter(|link| link.2 >= n)
             .map(|link| stored[link.2 - n].customer_id.clone())
             .collect();
-        let held: HashSet<RecordKey> = stored.iter().map(|s| s.profile.key()).collect();
         let joinable: Vec<CustomerId> = joinable.into_iter().collect();
-        let others = records_of_customers_except(conn, &joinable, &held).await?;
-        features.extend(batch::parallel_map(&others, |s| Features::of(&s.profile)));
+        let candidates = stored.len();
+        let others = match image {
+            Some(image) => joinable
+                .iter()
+                .flat_map(|id| image.members_of(id))
+                .filter(|slot| held_slots.binary_search(slot).is_err())
+                .map(|&slot| image.held(slot))
+                .collect(),
+            None => {
+                let held: HashSet<RecordKey> =
+                    stored.iter().map(|h| h.resident.profile.key()).collect();
+                let others = records_of_customers_except(conn, &joinable, &held).await?;
+                held_of(others)
+            }
+        };
         stored.extend(others);
+        let features = |i: usize| features_of(chunk, &stored, i);
         let keys: Vec<RecordKey> = profiles
             .iter()
             .map(Profile::key)
-            .chain(stored.iter().map(|s| s.profile.key()))
+            .chain(stored.iter().map(|h| h.resident.profile.key()))
             .collect();
         let index_of: HashMap<&RecordKey, usize> =
             keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
@@ -389,7 +463,7 @@ impl Resolver {
             let merged = clusters.union_unless(*i, *j, |x, y| {
                 never.contains(&(x, y))
                     || engine
-                        .conflict(&features[x], &features[y], *names_compared)
+                        .conflict(features(x), features(y), *names_compared)
                         .is_some()
             });
             match merged {
@@ -408,7 +482,7 @@ impl Resolver {
                         "cannot_link".to_owned()
                     } else {
                         engine
-                            .conflict(&features[x], &features[y], *names_compared)
+                            .conflict(features(x), features(y), *names_compared)
                             .unwrap_or_else(|| "guard_rail".to_owned())
                     };
                     reviews.entry(*i).or_default().push(Review {
@@ -446,6 +520,8 @@ impl Resolver {
         let mut customer_of = vec![None; n];
         let mut created: Vec<(CustomerId, Vec<usize>)> = Vec::new();
         let mut grown: Vec<(CustomerId, Vec<usize>)> = Vec::new();
+        let mut merged: Vec<(CustomerId, Vec<CustomerId>)> = Vec::new();
+        let mut absorbed_in = std::time::Duration::ZERO;
         for group in groups.into_values() {
             let Some(&first) = group.new.first() else {
                 continue; // a stored customer no new record joined
@@ -463,7 +539,10 @@ impl Resolver {
                         group.customers.iter().skip(1).cloned().collect();
                     if !absorbed.is_empty() {
                         outcomes[first] = IngestOutcome::MergedCustomers;
+                        let absorbing = std::time::Instant::now();
                         absorb(conn, &absorbed, survivor, now).await?;
+                        absorbed_in += absorbing.elapsed();
+                        merged.push((survivor.clone(), absorbed));
                     }
                     // Every member is at hand: the new ones and all of each joined customer's.
                     let mut members: Vec<usize> =
@@ -489,7 +568,7 @@ impl Resolver {
             let member_features: Vec<&Features> = members
                 .iter()
                 .take(c360_matching::INCOHERENCE_CHECK_LIMIT)
-                .map(|&m| &features[m])
+                .map(|&m| features(m))
                 .collect();
             CustomerSummary::of(&engine, id, &records, &member_features)
         })
@@ -511,15 +590,15 @@ impl Resolver {
             })
         };
         let customers = customer_of
-            .iter()
+            .into_iter()
             .map(|customer| {
                 customer
-                    .as_ref()
                     .ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))
             })
-            .collect::<Result<Vec<&CustomerId>, _>>()?;
+            .collect::<Result<Vec<CustomerId>, _>>()?;
         let written = async {
-            insert_new_records(conn, &chunk.record_rows, &customers, now).await?;
+            let customer_refs: Vec<&CustomerId> = customers.iter().collect();
+            insert_new_records(conn, &chunk.record_rows, &customer_refs, now).await?;
             let records_inserted = started.elapsed();
             insert_edges(conn, &written_links, now).await?;
             Ok::<_, StoreError>(records_inserted)
@@ -543,20 +622,23 @@ impl Resolver {
         )
         .await?;
         // Name counts inside the chunk's transaction: the chunk holds the store alone anyway.
-        let names = features[..n]
+        let names = chunk
+            .features
             .iter()
             .flat_map(|f| name_changes(f, 1))
             .collect();
         apply_name_counts(conn, names).await?;
         let refreshed = started.elapsed();
         report(ChunkStage::Committing);
+        let generation = self.db.count_graph_write(&mut write).await?;
         write.tx.commit().await?;
         let ms = |d: std::time::Duration| d.as_millis() as u64;
         tracing::debug!(
             records = n,
-            candidates = held.len(),
-            members = stored.len() - held.len(),
+            candidates,
+            members = stored.len() - candidates,
             grown = grown.len(),
+            in_memory = image.is_some(),
             locked_ms = ms(locked),
             queried_ms = ms(queried - locked),
             loaded_ms = ms(loaded - queried),
@@ -564,6 +646,8 @@ impl Resolver {
             decided_ms = ms(decided - loaded),
             members_ms = ms(members_loaded - decided),
             linked_ms = ms(linked - members_loaded),
+            merges = merged.len(),
+            absorbed_ms = ms(absorbed_in),
             inserted_ms = ms(inserted - linked),
             records_ms = ms(records_inserted - linked),
             links_ms = ms(links_inserted - records_inserted),
@@ -572,8 +656,31 @@ impl Resolver {
             committed_ms = ms(started.elapsed() - refreshed),
             "bulk chunk written"
         );
+        let changes = image.map(|_| ChunkChanges {
+            generation,
+            now,
+            customers,
+            merged,
+        });
+        Ok((outcomes, changes))
+    }
+}
 
-        Ok(outcomes)
+impl PreparedChunk {
+    /// The chunk's records as the store's image holds them, first seen `now`.
+    fn into_residents(self, now: i64) -> Vec<Resident> {
+        self.profiles
+            .into_iter()
+            .zip(self.features)
+            .zip(self.filed)
+            .map(|((profile, features), filed)| Resident {
+                profile,
+                features,
+                filed,
+                first_seen_at: now,
+                last_changed_at: now,
+            })
+            .collect()
     }
 }
 
@@ -586,16 +693,24 @@ struct Group {
     customers: BTreeSet<CustomerId>,
 }
 
+/// The features of record `idx`: new records first, then stored ones.
+fn features_of<'a>(chunk: &'a PreparedChunk, stored: &'a [Held], idx: usize) -> &'a Features {
+    match chunk.features.get(idx) {
+        Some(features) => features,
+        None => &stored[idx - chunk.features.len()].resident.features,
+    }
+}
+
 /// The key of record `idx`: new records first, then stored ones.
-fn record_key(profiles: &[Profile], stored: &[StoredRecord], idx: usize) -> RecordKey {
+fn record_key(profiles: &[Profile], stored: &[Held], idx: usize) -> RecordKey {
     match profiles.get(idx) {
         Some(profile) => profile.key(),
-        None => stored[idx - profiles.len()].profile.key(),
+        None => stored[idx - profiles.len()].resident.profile.key(),
     }
 }
 
 /// Record `idx` as a member of its customer, a new one first seen `now`.
-fn member(profiles: &[Profile], stored: &[StoredRecord], idx: usize, now: i64) -> MemberRecord {
+fn member(profiles: &[Profile], stored: &[Held], idx: usize, now: i64) -> MemberRecord {
     match profiles.get(idx) {
         Some(profile) => MemberRecord {
             record: profile.clone(),
@@ -603,7 +718,7 @@ fn member(profiles: &[Profile], stored: &[StoredRecord], idx: usize, now: i64) -
             last_changed_at: to_time(now),
         },
         None => {
-            let record = &stored[idx - profiles.len()];
+            let record = &stored[idx - profiles.len()].resident;
             MemberRecord {
                 record: record.profile.clone(),
                 first_seen_at: to_time(record.first_seen_at),
@@ -611,6 +726,30 @@ fn member(profiles: &[Profile], stored: &[StoredRecord], idx: usize, now: i64) -
             }
         }
     }
+}
+
+/// Records read from the store, made ready to compare: features and filed keys computed on
+/// every core.
+fn held_of(records: Vec<StoredRecord>) -> Vec<Held> {
+    let prepared = batch::parallel_map(&records, |record| {
+        let features = Features::of(&record.profile);
+        let filed = batch::filed_keys(&blocking::keys(&features));
+        (features, filed)
+    });
+    records
+        .into_iter()
+        .zip(prepared)
+        .map(|(record, (features, filed))| Held {
+            resident: Arc::new(Resident {
+                profile: record.profile,
+                features,
+                filed,
+                first_seen_at: record.first_seen_at,
+                last_changed_at: record.last_changed_at,
+            }),
+            customer_id: record.customer_id,
+        })
+        .collect()
 }
 
 /// Whether no record is stored at all.
@@ -627,7 +766,7 @@ async fn stored_candidates(
     conn: &mut AnyConnection,
     filed: &[Vec<String>],
     (max_block, max_fuzzy): (usize, usize),
-) -> Result<Vec<StoredRecord>, StoreError> {
+) -> Result<Vec<Held>, StoreError> {
     let keys: BTreeSet<&str> = filed.iter().flatten().map(String::as_str).collect();
     let (identifiers, fuzzy): (Vec<[&str; 1]>, Vec<[&str; 1]>) = keys
         .into_iter()
@@ -658,7 +797,7 @@ async fn stored_candidates(
         .iter()
         .map(record_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(stored)
+    Ok(held_of(stored))
 }
 
 /// A new customer's row: id, golden record (JSON), record count, enrichment key, and whether

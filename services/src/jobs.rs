@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::bulk_load::{ChunkStage, PreparedBatch};
 use crate::error::{ServiceError, StoreError};
 use crate::input::{self, RowError};
+use crate::resident::ResidentRecords;
 use crate::resolver::{now_millis, to_time};
 use crate::Resolver;
 
@@ -137,8 +138,14 @@ pub struct Jobs {
     wake: Notify,
     stopping: AtomicBool,
     chunk_rows: ChunkRows,
+    /// Most records a job holds in memory (see [`crate::resident`]); 0 holds none.
+    resident_records: usize,
     live: LiveJobs,
 }
+
+/// Most records a bulk job holds in memory by default: about 2.5 KB each (see
+/// [`crate::resident`]), so some 5 GB at most.
+pub const DEFAULT_RESIDENT_RECORDS: usize = 2_000_000;
 
 impl Jobs {
     /// Jobs spool their files under `dir` (created when missing) and write valid rows in
@@ -155,8 +162,16 @@ impl Jobs {
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
             chunk_rows,
+            resident_records: DEFAULT_RESIDENT_RECORDS,
             live: LiveJobs::default(),
         })
+    }
+
+    /// Jobs that start on an empty store hold at most `records` of its records in memory
+    /// (see [`crate::resident`]); 0 holds none.
+    pub fn with_resident_records(mut self, records: usize) -> Self {
+        self.resident_records = records;
+        self
     }
 
     /// A fresh job id and the path its upload is spooled to.
@@ -354,6 +369,15 @@ impl Jobs {
         let mut in_flight: Option<ChunkInFlight> = None;
         // Chunks grow with the store (see ChunkRows); what this job adds counts too.
         let stored_before = self.resolver.stored_records().await?;
+        // A job that starts on an empty store holds what it stores in memory, and its later
+        // chunks find their candidates there rather than reading them back.
+        let mut resident = if stored_before == 0 && self.resident_records > 0 {
+            self.resolver
+                .image_of_empty_store(self.resident_records)
+                .await?
+        } else {
+            None
+        };
         let mut chunk_started = Instant::now();
         loop {
             if rows.len() == 0 && reading {
@@ -375,7 +399,7 @@ impl Jobs {
             // A chunk stored while the next one filled counts at once.
             if in_flight.as_ref().is_some_and(ChunkInFlight::is_finished) {
                 if let Some(flight) = in_flight.take() {
-                    self.land(id, flight, &mut progress).await?;
+                    resident = self.land(id, flight, &mut progress).await?;
                 }
             }
             let stopping = self.stopping.load(Ordering::SeqCst);
@@ -402,13 +426,13 @@ impl Jobs {
                 if let Some(flight) = in_flight.take() {
                     // Meanwhile the stage is that of the chunk being written.
                     live.update(progress, flight.rows + filled, false);
-                    self.land(id, flight, &mut progress).await?;
+                    resident = self.land(id, flight, &mut progress).await?;
                     live.update(progress, filled, false);
                 }
                 if let Some(preparing) = preparing {
-                    let flight = self.launch(&live, preparing, filled, progress);
+                    let flight = self.launch(&live, preparing, resident.take(), filled, progress);
                     if ended || stopping {
-                        self.land(id, flight, &mut progress).await?;
+                        resident = self.land(id, flight, &mut progress).await?;
                     } else {
                         in_flight = Some(flight);
                     }
@@ -463,10 +487,12 @@ impl Jobs {
 
     /// Starts resolving and writing a chunk of `rows` valid rows, the job's up to `through`,
     /// once it is prepared, in a task of its own that tells `live` the stages it goes through.
+    /// The job's image of the store, if it holds one, goes with it and comes back when it lands.
     fn launch(
         &self,
         live: &LiveEntry,
         preparing: tokio::task::JoinHandle<Result<PreparedBatch, StoreError>>,
+        resident: Option<ResidentRecords>,
         rows: u64,
         through: Progress,
     ) -> ChunkInFlight {
@@ -478,7 +504,7 @@ impl Jobs {
                 .await
                 .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
             resolver
-                .ingest_prepared(batch, &move |stage| report(stage.as_str()))
+                .ingest_prepared(batch, resident, &move |stage| report(stage.as_str()))
                 .await
         });
         ChunkInFlight {
@@ -489,15 +515,16 @@ impl Jobs {
     }
 
     /// Waits for a chunk to be stored, counts its outcomes, and saves the checkpoint after
-    /// its last row (rows read since are not stored yet). A failed chunk stored nothing: the
-    /// error ends the run, and the job resumes from the previous checkpoint.
+    /// its last row (rows read since are not stored yet); returns the job's image of the store
+    /// if it still holds one. A failed chunk stored nothing: the error ends the run, and the
+    /// job resumes from the previous checkpoint.
     async fn land(
         &self,
         id: &str,
         mut flight: ChunkInFlight,
         progress: &mut Progress,
-    ) -> Result<(), ServiceError> {
-        let outcomes = (&mut flight.task)
+    ) -> Result<Option<ResidentRecords>, ServiceError> {
+        let (outcomes, resident) = (&mut flight.task)
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
         progress.accepted += outcomes.len() as u64;
@@ -514,7 +541,8 @@ impl Jobs {
             bytes_read: flight.through.bytes_read,
             ..*progress
         };
-        self.checkpoint(id, &checkpoint).await
+        self.checkpoint(id, &checkpoint).await?;
+        Ok(resident)
     }
 
     async fn reject(
@@ -570,7 +598,10 @@ struct Progress {
 
 /// A chunk being resolved and written while the job reads on.
 struct ChunkInFlight {
-    task: tokio::task::JoinHandle<Result<Vec<IngestOutcome>, ServiceError>>,
+    #[allow(clippy::type_complexity)]
+    task: tokio::task::JoinHandle<
+        Result<(Vec<IngestOutcome>, Option<ResidentRecords>), ServiceError>,
+    >,
     /// Its rows.
     rows: u64,
     /// The job's progress at its last row, accepted rows of earlier chunks included.

@@ -10,6 +10,7 @@ pub mod error;
 pub mod exports;
 pub mod input;
 pub mod jobs;
+pub mod resident;
 pub mod resolver;
 pub mod store;
 pub mod synth;

@@ -251,7 +251,7 @@ impl Resolver {
         // Through the writer queue: on SQLite a write beside it would poll for the lock in
         // the busy handler's coarse sleeps (up to 100 ms each under load).
         let outcome = async {
-            let mut write = self.db.begin_write().await?;
+            let mut write = self.db.begin_side_write().await?;
             apply_name_counts(&mut write.tx, changes).await?;
             write.tx.commit().await?;
             Ok::<_, StoreError>(())

@@ -274,17 +274,52 @@ impl Database {
         self.pool.close().await;
     }
 
-    /// Starts a transaction that will write. On SQLite it first waits for the writer slot; on
-    /// PostgreSQL it takes the bulk lock in shared mode (see [`Self::begin_bulk_write`]).
+    /// Starts a transaction that will write to the identity graph (records, links, customers'
+    /// membership, manual links). On SQLite it first waits for the writer slot; on PostgreSQL
+    /// it takes the bulk lock in shared mode (see [`Self::begin_bulk_write`]). It counts itself
+    /// in the store's graph-write count, which tells a bulk job holding the records in memory
+    /// ([`crate::resident`]) that the store changed under it.
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        let mut write = self.begin(false).await?;
+        self.count_graph_write(&mut write).await?;
+        Ok(write)
+    }
+
+    /// Starts a transaction that writes beside the identity graph only (enrichment, name
+    /// counts): as [`Self::begin_write`], without counting itself as a graph write.
+    pub async fn begin_side_write(&self) -> Result<WriteTx, StoreError> {
         self.begin(false).await
     }
 
     /// Starts a transaction that writes a chunk of a bulk upload: on PostgreSQL it holds the
     /// bulk lock exclusively, so no other writer changes the store while the chunk, resolved
-    /// against what it read, is written.
+    /// against what it read, is written. The chunk counts itself with
+    /// [`Self::count_graph_write`] before it commits.
     pub async fn begin_bulk_write(&self) -> Result<WriteTx, StoreError> {
         self.begin(true).await
+    }
+
+    /// How many transactions have written to the graph, as of `write`'s start. Read under
+    /// [`Self::begin_bulk_write`], no other writer is half-way through.
+    pub async fn graph_writes(&self, write: &mut WriteTx) -> Result<u64, StoreError> {
+        let sql = match self.engine {
+            Engine::Sqlite => "SELECT n FROM graph_writes",
+            Engine::Postgres => {
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM graph_writes"
+            }
+        };
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut *write.tx).await?;
+        Ok(n as u64)
+    }
+
+    /// Counts `write` as a write to the graph; returns the count with it.
+    pub async fn count_graph_write(&self, write: &mut WriteTx) -> Result<u64, StoreError> {
+        let sql = match self.engine {
+            Engine::Sqlite => "UPDATE graph_writes SET n = n + 1 RETURNING n",
+            Engine::Postgres => "SELECT nextval('graph_writes')",
+        };
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut *write.tx).await?;
+        Ok(n as u64)
     }
 
     async fn begin(&self, bulk: bool) -> Result<WriteTx, StoreError> {

@@ -16,6 +16,7 @@ on_both_engines!(
     an_uploaded_record_joins_a_customer_only_if_every_member_agrees,
     an_update_or_a_delete_unfiles_exactly_the_records_blocking_keys,
     a_batch_sent_again_updates_what_changed_and_adds_the_rest,
+    chunks_resolved_against_the_records_held_in_memory_store_the_same_customers,
 );
 
 /// Batch resolution (`c360 resolve`) and a bulk upload of the same file give the same
@@ -768,4 +769,111 @@ async fn a_batch_sent_again_updates_what_changed_and_adds_the_rest(engine: Engin
     assert_eq!(stored.record.last_name, changed.last_name);
     db.close().await;
     database.drop_database().await.unwrap();
+}
+
+async fn merged_customers(db: &c360_services::Database) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM customers WHERE merged_into IS NOT NULL")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+/// The store's records as customers: each customer's record keys, sorted; customer ids
+/// differ between stores, the partition must not.
+async fn partition(db: &c360_services::Database) -> std::collections::BTreeSet<Vec<String>> {
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT source, source_id, customer_id FROM records")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    let mut customers: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (source, id, customer) in rows {
+        customers
+            .entry(customer)
+            .or_default()
+            .push(format!("{source}/{id}"));
+    }
+    customers
+        .into_values()
+        .map(|mut keys| {
+            keys.sort();
+            keys
+        })
+        .collect()
+}
+
+/// A bulk job that started on an empty store resolves its later chunks against the records
+/// it holds in memory: the same outcomes and the same customers as chunks that read their
+/// candidates and members from the store. A write beside the job (a record through the API)
+/// makes it drop what it holds, and so does growing past its limit; a store that is not empty
+/// gives no image at all.
+async fn chunks_resolved_against_the_records_held_in_memory_store_the_same_customers(
+    engine: Engine,
+) {
+    use c360_services::bulk_load::PreparedBatch;
+
+    let (database, db, resolver, profiles) = store_and_records(engine, 1_200, 37).await;
+    let (other_database, other_db, other, _) = store_and_records(engine, 0, 37).await;
+    let chunks: Vec<&[c360_domain::Profile]> = profiles[..1_000].chunks(250).collect();
+    let mut image = resolver.image_of_empty_store(10_000).await.unwrap();
+    assert!(image.is_some(), "an empty store");
+    let mut held = 0;
+    for chunk in &chunks {
+        let batch = PreparedBatch::of(chunk.to_vec()).unwrap();
+        let (outcomes, kept) = resolver
+            .ingest_prepared(batch, image.take(), &|_| {})
+            .await
+            .unwrap();
+        held += chunk.len();
+        assert_eq!(kept.as_ref().map(|image| image.len()), Some(held));
+        image = kept;
+        assert_eq!(outcomes, other.ingest_batch(chunk).await.unwrap());
+    }
+    assert!(
+        merged_customers(&db).await > 0,
+        "later chunks merged customers of earlier ones"
+    );
+    assert_eq!(partition(&db).await, partition(&other_db).await);
+    assert_eq!(
+        merged_customers(&db).await,
+        merged_customers(&other_db).await
+    );
+
+    // A record ingested beside the job: the next chunk reads the store, and the image goes.
+    resolver.ingest(profiles[1_000].clone()).await.unwrap();
+    other.ingest(profiles[1_000].clone()).await.unwrap();
+    let rest = &profiles[1_001..];
+    let batch = PreparedBatch::of(rest.to_vec()).unwrap();
+    let (outcomes, kept) = resolver
+        .ingest_prepared(batch, image.take(), &|_| {})
+        .await
+        .unwrap();
+    assert!(kept.is_none(), "the store changed beside the job");
+    assert_eq!(outcomes, other.ingest_batch(rest).await.unwrap());
+    assert_eq!(partition(&db).await, partition(&other_db).await);
+    assert!(
+        resolver
+            .image_of_empty_store(10_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "a store that holds records"
+    );
+
+    // Past its limit, the image goes too.
+    other_db.close().await;
+    other_database.drop_database().await.unwrap();
+    let (other_database, other_db, other, _) = store_and_records(engine, 0, 37).await;
+    let image = other.image_of_empty_store(300).await.unwrap();
+    let batch = PreparedBatch::of(profiles[..250].to_vec()).unwrap();
+    let (_, image) = other.ingest_prepared(batch, image, &|_| {}).await.unwrap();
+    assert_eq!(image.as_ref().map(|image| image.len()), Some(250));
+    let batch = PreparedBatch::of(profiles[250..500].to_vec()).unwrap();
+    let (_, image) = other.ingest_prepared(batch, image, &|_| {}).await.unwrap();
+    assert!(image.is_none(), "500 records are past a limit of 300");
+
+    for (db, database) in [(db, database), (other_db, other_database)] {
+        db.close().await;
+        database.drop_database().await.unwrap();
+    }
 }

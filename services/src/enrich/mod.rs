@@ -355,7 +355,7 @@ impl Enricher {
                 // change made the customer pending again under another key.
                 // Through the writer queue: on SQLite a write beside it would poll for the
                 // lock in the busy handler's coarse sleeps.
-                let mut write = self.db.begin_write().await?;
+                let mut write = self.db.begin_side_write().await?;
                 let done = sqlx::query(
                     "UPDATE customers SET enrichment = $1, blockgroup_geoid = $2, \
                      enrichment_pending = 0, version = version + 1, updated_at = $3 \

@@ -1,0 +1,272 @@
+//! The records of a store held in memory by the bulk job that filled it, so that its later
+//! chunks find their candidates and the members of the customers they join without reading
+//! them back from the database.
+//!
+//! A chunk of a large upload into a store that has grown to hundreds of thousands of records
+//! used to spend a third of its time reading stored records (about 2.5 per new row) and
+//! normalizing them again. A job that starts on an empty store knows every record in it: the
+//! ones it wrote itself. It keeps their features, filed blocking keys and customers here, and
+//! uses them for as long as nothing else has written to the store's graph since its previous
+//! chunk: every other write counts itself in the store's graph-write counter
+//! ([`crate::store::Database::begin_write`]), and a chunk compares that counter, under the
+//! bulk writer lock, with the value after its previous chunk. On any difference (a record
+//! ingested or deleted through the API, a manual link, another job) the image is dropped and
+//! the job reads candidates from the store again, as before.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use c360_domain::{CustomerId, Profile};
+use c360_matching::{batch, Features};
+
+/// One record as the image holds it: what a chunk compares it with and builds golden records
+/// from.
+#[derive(Debug)]
+pub(crate) struct Resident {
+    pub(crate) profile: Profile,
+    pub(crate) features: Features,
+    /// Its blocking keys as [`batch::filed_key`] files them.
+    pub(crate) filed: Vec<u64>,
+    pub(crate) first_seen_at: i64,
+    pub(crate) last_changed_at: i64,
+}
+
+/// A stored record at hand in a chunk, with its customer as the store has it now.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub(crate) resident: Arc<Resident>,
+    pub(crate) customer_id: CustomerId,
+}
+
+/// What a chunk changed in the store, for the image: its new records' customers (in chunk
+/// order) and the customers it merged, and the store's graph-write count after it.
+#[derive(Debug)]
+pub(crate) struct ChunkChanges {
+    pub(crate) generation: u64,
+    /// When the chunk was written: its records' first sight.
+    pub(crate) now: i64,
+    pub(crate) customers: Vec<CustomerId>,
+    /// Each survivor with the customers it absorbed.
+    pub(crate) merged: Vec<(CustomerId, Vec<CustomerId>)>,
+}
+
+/// Every record of a store, held by the bulk job that wrote them. See the module docs.
+#[derive(Debug)]
+pub struct ResidentRecords {
+    /// The store's graph-write count when the image last matched it.
+    generation: u64,
+    records: Vec<Arc<Resident>>,
+    customer_of: Vec<u32>,
+    customers: Vec<CustomerId>,
+    customer_index: HashMap<CustomerId, u32>,
+    /// Each customer's records, by customer index; empty once it is absorbed.
+    members: Vec<Vec<u32>>,
+    /// Records by filed blocking key.
+    blocks: HashMap<u64, Vec<u32>>,
+    /// Most records held: past it the image is dropped, and memory stays bounded.
+    limit: usize,
+}
+
+impl ResidentRecords {
+    /// The image of an empty store whose graph-write count is `generation`.
+    pub(crate) fn of_empty_store(generation: u64, limit: usize) -> Self {
+        Self {
+            generation,
+            records: Vec::new(),
+            customer_of: Vec::new(),
+            customers: Vec::new(),
+            customer_index: HashMap::new(),
+            members: Vec::new(),
+            blocks: HashMap::new(),
+            limit,
+        }
+    }
+
+    /// The store's graph-write count when the image last matched it.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Records sharing a blocking key with any of `filed` (per new record), except in blocks
+    /// larger than their cap, as [`crate::bulk_load`] reads them from the store; in slot order.
+    pub(crate) fn candidates(&self, filed: &[Vec<u64>], caps: (usize, usize)) -> Vec<u32> {
+        let mut slots: Vec<u32> = Vec::new();
+        for &key in filed.iter().flatten() {
+            if let Some(block) = self.blocks.get(&key) {
+                if block.len() <= batch::block_cap(key, caps.0, caps.1) {
+                    slots.extend_from_slice(block);
+                }
+            }
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+    }
+
+    /// The record in `slot`, with its customer.
+    pub(crate) fn held(&self, slot: u32) -> Held {
+        let s = slot as usize;
+        Held {
+            resident: Arc::clone(&self.records[s]),
+            customer_id: self.customers[self.customer_of[s] as usize].clone(),
+        }
+    }
+
+    /// The records of a customer, in slot order; none for a customer the image does not know.
+    pub(crate) fn members_of(&self, customer: &CustomerId) -> &[u32] {
+        self.customer_index
+            .get(customer)
+            .map_or(&[], |&c| self.members[c as usize].as_slice())
+    }
+
+    /// Takes in a chunk once it is committed: its new records, in chunk order, and what it
+    /// changed. Returns `None` when the image would grow past its limit.
+    pub(crate) fn admit(mut self, new: Vec<Resident>, changes: ChunkChanges) -> Option<Self> {
+        if self.records.len() + new.len() > self.limit {
+            return None;
+        }
+        for (survivor, absorbed) in changes.merged {
+            let to = self.customer(survivor);
+            for id in absorbed {
+                let Some(&from) = self.customer_index.get(&id) else {
+                    continue;
+                };
+                let moved = std::mem::take(&mut self.members[from as usize]);
+                for &slot in &moved {
+                    self.customer_of[slot as usize] = to;
+                }
+                self.members[to as usize].extend(moved);
+            }
+            self.members[to as usize].sort_unstable();
+        }
+        for (resident, customer) in new.into_iter().zip(changes.customers) {
+            let slot = self.records.len() as u32;
+            let c = self.customer(customer);
+            for &key in &resident.filed {
+                self.blocks.entry(key).or_default().push(slot);
+            }
+            self.records.push(Arc::new(resident));
+            self.customer_of.push(c);
+            self.members[c as usize].push(slot);
+        }
+        self.generation = changes.generation;
+        Some(self)
+    }
+
+    /// The index of customer `id`, added if new.
+    fn customer(&mut self, id: CustomerId) -> u32 {
+        if let Some(&c) = self.customer_index.get(&id) {
+            return c;
+        }
+        let c = self.customers.len() as u32;
+        self.customers.push(id.clone());
+        self.customer_index.insert(id, c);
+        self.members.push(Vec::new());
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use c360_matching::blocking;
+
+    fn resident(source_id: &str, first: &str, last: &str, email: &str) -> Resident {
+        let input = serde_json::json!({
+            "source": "crm", "source_id": source_id, "first_name": first, "last_name": last,
+            "email": email,
+        });
+        let profile = Profile::parse(&serde_json::from_value(input).unwrap()).unwrap();
+        let features = Features::of(&profile);
+        let filed = batch::filed_keys(&blocking::keys(&features));
+        Resident {
+            profile,
+            features,
+            filed,
+            first_seen_at: 1,
+            last_changed_at: 1,
+        }
+    }
+
+    fn customer(n: u8) -> CustomerId {
+        CustomerId::parse(&format!("cus_{n:032x}")).unwrap()
+    }
+
+    #[test]
+    fn a_chunk_finds_the_records_sharing_its_keys_and_merges_move_members() {
+        let image = ResidentRecords::of_empty_store(7, 10);
+        let (a, b) = (
+            resident("1", "Ann", "Lee", "ann@example.com"),
+            resident("2", "Bo", "Ng", "bo@example.com"),
+        );
+        let probe = vec![b.filed.clone()];
+        let image = image
+            .admit(
+                vec![a, b],
+                ChunkChanges {
+                    now: 1,
+                    generation: 8,
+                    customers: vec![customer(1), customer(2)],
+                    merged: vec![],
+                },
+            )
+            .unwrap();
+        assert_eq!(image.generation(), 8);
+        assert_eq!(image.candidates(&probe, (200, 50)), vec![1]);
+        assert_eq!(image.held(1).customer_id, customer(2));
+
+        let c = resident("3", "Ann", "Lee", "ann@example.com");
+        let image = image
+            .admit(
+                vec![c],
+                ChunkChanges {
+                    now: 1,
+                    generation: 9,
+                    customers: vec![customer(1)],
+                    merged: vec![(customer(1), vec![customer(2)])],
+                },
+            )
+            .unwrap();
+        assert_eq!(image.members_of(&customer(1)), &[0, 1, 2]);
+        assert!(image.members_of(&customer(2)).is_empty());
+        assert_eq!(image.held(1).customer_id, customer(1));
+    }
+
+    #[test]
+    fn blocks_over_their_cap_give_no_candidates_and_the_limit_drops_the_image() {
+        let image = ResidentRecords::of_empty_store(0, 3);
+        let same: Vec<Resident> = (0..3)
+            .map(|i| resident(&i.to_string(), "Ann", "Lee", "family@example.com"))
+            .collect();
+        let probe = vec![same[0].filed.clone()];
+        let image = image
+            .admit(
+                same,
+                ChunkChanges {
+                    now: 1,
+                    generation: 1,
+                    customers: vec![customer(1), customer(2), customer(3)],
+                    merged: vec![],
+                },
+            )
+            .unwrap();
+        assert_eq!(image.candidates(&probe, (200, 50)), vec![0, 1, 2]);
+        assert!(image.candidates(&probe, (2, 2)).is_empty());
+        let more = vec![resident("9", "Bo", "Ng", "bo@example.com")];
+        let changes = ChunkChanges {
+            now: 2,
+            generation: 2,
+            customers: vec![customer(4)],
+            merged: vec![],
+        };
+        assert!(image.admit(more, changes).is_none());
+    }
+}
