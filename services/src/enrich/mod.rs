@@ -31,9 +31,11 @@ use c360_matching::normalize::name::fold;
 use sqlx::Row;
 use tokio::sync::Notify;
 
-use crate::error::{ServiceError, StoreError};
+use crate::error::ServiceError;
 use crate::resolver::{now_millis, to_json, to_time};
-use crate::store::Database;
+use crate::store::{
+    execute_json_rows, json_rows, json_rows_param, Database, JSON_ROWS_PER_STATEMENT,
+};
 
 pub use census::CensusIndex;
 pub use offline::OfflineGeocoder;
@@ -185,8 +187,16 @@ impl std::fmt::Debug for Enricher {
     }
 }
 
-/// Pending customers taken per round of the worker.
-const BATCH: i64 = 100;
+/// Pending customers taken per round of the worker, and written in one transaction.
+const BATCH: i64 = 500;
+
+/// What a round of enrichment writes: `(id, enrichment, block group, address key)` of each
+/// customer enriched, and the customers settled with nothing to enrich.
+#[derive(Default)]
+struct Round {
+    enriched: Vec<(String, String, Option<String>, String)>,
+    settled: Vec<[String; 1]>,
+}
 
 impl Enricher {
     pub fn new(
@@ -324,7 +334,7 @@ impl Enricher {
     /// Enriches one customer if it is pending. Returns whether it was enriched.
     pub async fn enrich_customer(&self, id: &CustomerId) -> Result<bool, ServiceError> {
         let row = sqlx::query(
-            "SELECT golden, enrichment_key FROM customers \
+            "SELECT id, golden, enrichment_key FROM customers \
              WHERE id = $1 AND merged_into IS NULL AND enrichment_pending = 1",
         )
         .bind(id.as_str())
@@ -333,43 +343,42 @@ impl Enricher {
         let Some(row) = row else {
             return Ok(false);
         };
-        let golden: String = row.try_get(0)?;
-        let key: Option<String> = row.try_get(1)?;
-        let golden: GoldenRecord = serde_json::from_str(&golden)
-            .map_err(|e| StoreError::Corrupt(format!("golden record: {e}")))?;
-        let Some(key) = key else {
-            // Pending without an address cannot happen through refresh_customer; settle it.
-            sqlx::query("UPDATE customers SET enrichment_pending = 0 WHERE id = $1")
-                .bind(id.as_str())
-                .execute(self.db.pool())
-                .await?;
-            return Ok(false);
+        let mut round = Round::default();
+        let outcome = self.take_up(&row, &mut round).await;
+        let written = self.write_round(&round).await?;
+        outcome.map(|()| written == 1)
+    }
+
+    /// Enriches one pending customer (`id, golden, enrichment_key`) into `round`. A customer
+    /// whose golden record has no address to geocode is settled (no longer pending).
+    async fn take_up(
+        &self,
+        row: &sqlx::any::AnyRow,
+        round: &mut Round,
+    ) -> Result<(), ServiceError> {
+        let id: String = row.try_get(0)?;
+        let golden: String = row.try_get(1)?;
+        let key: Option<String> = row.try_get(2)?;
+        let golden: GoldenRecord = match serde_json::from_str(&golden) {
+            Ok(golden) => golden,
+            Err(e) => {
+                // Settled, or it would come first in every round and hold up the rest.
+                tracing::warn!(customer_id = %id, error = %e, "golden record unreadable: not enriched");
+                round.settled.push([id]);
+                return Ok(());
+            }
         };
-        let Some(address) = golden.address.map(|a| a.value) else {
-            return Ok(false);
+        let (Some(key), Some(address)) = (key, golden.address.map(|a| a.value)) else {
+            // Pending without an address cannot happen through refresh_customer; settle it,
+            // or it would come first in every round.
+            round.settled.push([id]);
+            return Ok(());
         };
         match self.describe(&address).await {
             Ok(enrichment) => {
                 let geoid = enrichment.block_group.as_ref().map(|b| b.geoid.clone());
-                // Written only if the golden address is still the one geocoded: a concurrent
-                // change made the customer pending again under another key.
-                // Through the writer queue: on SQLite a write beside it would poll for the
-                // lock in the busy handler's coarse sleeps.
-                let mut write = self.db.begin_side_write().await?;
-                let done = sqlx::query(
-                    "UPDATE customers SET enrichment = $1, blockgroup_geoid = $2, \
-                     enrichment_pending = 0, version = version + 1, updated_at = $3 \
-                     WHERE id = $4 AND enrichment_key = $5 AND merged_into IS NULL",
-                )
-                .bind(to_json(&enrichment)?)
-                .bind(geoid)
-                .bind(now_millis())
-                .bind(id.as_str())
-                .bind(&key)
-                .execute(&mut *write.tx)
-                .await?;
-                write.tx.commit().await?;
-                Ok(done.rows_affected() == 1)
+                round.enriched.push((id, to_json(&enrichment)?, geoid, key));
+                Ok(())
             }
             Err(ServiceError::Unavailable(reason)) => {
                 let pending = Enrichment {
@@ -381,7 +390,7 @@ impl Enricher {
                     "UPDATE customers SET enrichment = $1 WHERE id = $2 AND enrichment_key = $3",
                 )
                 .bind(to_json(&pending)?)
-                .bind(id.as_str())
+                .bind(&id)
                 .bind(&key)
                 .execute(self.db.pool())
                 .await?;
@@ -391,43 +400,88 @@ impl Enricher {
         }
     }
 
-    /// Enriches up to one batch of pending customers. Stops early while the geocoder is
-    /// unavailable. Returns how many were taken up.
+    /// Writes a round's enrichments in one transaction; returns how many customers took
+    /// theirs. A customer takes it only if its golden address is still the one geocoded: a
+    /// concurrent change made it pending again under another key.
+    async fn write_round(&self, round: &Round) -> Result<u64, ServiceError> {
+        if round.enriched.is_empty() && round.settled.is_empty() {
+            return Ok(0);
+        }
+        // Through the writer queue: on SQLite a write beside it would poll for the lock in the
+        // busy handler's coarse sleeps.
+        let mut write = self.db.begin_side_write().await?;
+        let conn: &mut sqlx::AnyConnection = &mut write.tx;
+        let sql = format!(
+            "UPDATE customers SET enrichment = v.c1, blockgroup_geoid = v.c2, \
+             enrichment_pending = 0, version = version + 1, updated_at = $2 \
+             FROM {} WHERE customers.id = v.c0 AND customers.enrichment_key = v.c3 \
+             AND customers.merged_into IS NULL",
+            json_rows(conn, 1, 4, "v")
+        );
+        let mut written = 0;
+        for part in round.enriched.chunks(JSON_ROWS_PER_STATEMENT) {
+            written += sqlx::query(&sql)
+                .bind(json_rows_param(part)?)
+                .bind(now_millis())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        }
+        let sql = format!(
+            "UPDATE customers SET enrichment_pending = 0 WHERE id IN (SELECT c0 FROM {})",
+            json_rows(conn, 1, 1, "v")
+        );
+        execute_json_rows(conn, &sql, &round.settled, None).await?;
+        write.tx.commit().await?;
+        Ok(written)
+    }
+
+    /// Enriches up to one batch of pending customers, written in one transaction: after a
+    /// bulk load, hundreds of thousands wait, and a transaction each cost more than the
+    /// geocoding. Stops early while the geocoder is unavailable. Returns how many were taken
+    /// up.
     pub async fn run_pending(&self) -> Result<usize, ServiceError> {
         // Exactly the partial index's condition: with `merged_into IS NULL` added, SQLite
         // walked the merged_into index over every customer (55 ms at 100,000 customers, after
         // every write). A merged customer is never pending: absorbing one clears the flag.
         let rows = sqlx::query(
-            "SELECT id FROM customers WHERE enrichment_pending = 1 ORDER BY id LIMIT $1",
+            "SELECT id, golden, enrichment_key FROM customers WHERE enrichment_pending = 1 \
+             ORDER BY id LIMIT $1",
         )
         .bind(BATCH)
         .fetch_all(self.db.pool())
         .await?;
         let count = rows.len();
-        for row in rows {
-            let id: String = row.try_get(0)?;
-            let Ok(id) = CustomerId::parse(&id) else {
-                continue;
-            };
-            match self.enrich_customer(&id).await {
-                Ok(_) => {}
+        let mut round = Round::default();
+        let mut outcome = Ok(count);
+        for row in &rows {
+            match self.take_up(row, &mut round).await {
+                Ok(()) => {}
                 Err(ServiceError::Unavailable(reason)) => {
                     tracing::info!(%reason, "enrichment paused until the geocoder recovers");
-                    return Err(ServiceError::Unavailable(reason));
+                    outcome = Err(ServiceError::Unavailable(reason));
+                    break;
                 }
                 Err(e) => tracing::warn!(error = %e, "enrichment of one customer failed"),
             }
         }
-        Ok(count)
+        self.write_round(&round).await?;
+        outcome
     }
 
     /// Works pending customers off until none is left, then waits for a write or the retry
-    /// interval. Runs until `shutdown` resolves.
+    /// interval. Runs until `shutdown` resolves, which it also heeds between rounds: a
+    /// shutdown does not wait for a backlog of hundreds of thousands (a round cut short
+    /// rolls back, and its customers stay pending).
     pub async fn run_worker(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
             loop {
-                match self.run_pending().await {
+                let round = tokio::select! {
+                    () = &mut shutdown => return,
+                    round = self.run_pending() => round,
+                };
+                match round {
                     Ok(n) if n as i64 >= BATCH => continue,
                     Ok(_) | Err(ServiceError::Unavailable(_)) => break,
                     Err(e) => {
@@ -720,6 +774,53 @@ mod tests {
             calls,
             "the cached address is not geocoded again"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A shutdown does not wait for the backlog: the worker stops between rounds, and the
+    /// customers it did not reach stay pending for the next start.
+    #[tokio::test]
+    async fn the_worker_stops_at_shutdown_whatever_the_backlog() {
+        let dir =
+            std::env::temp_dir().join(format!("c360-enrich-{}", uuid::Uuid::now_v7().simple()));
+        let db = Database::connect(&format!("sqlite://{}/c360.db", dir.display()), 4)
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let ids: Vec<[String; 1]> = (0..5_000).map(|i| [format!("cus_{i:032x}")]).collect();
+        let mut conn = db.pool().acquire().await.unwrap();
+        let sql = format!(
+            "INSERT INTO customers (id, golden, record_count, created_at, updated_at, \
+             enrichment_key, enrichment_pending) SELECT c0, '{{}}', 1, 0, 0, 'key', 1 FROM {}",
+            json_rows(&conn, 1, 1, "v")
+        );
+        execute_json_rows(&mut conn, &sql, &ids, None)
+            .await
+            .unwrap();
+        drop(conn);
+        let enricher = Arc::new(Enricher::new(
+            Arc::new(load_offline_geocoder(&[], None).unwrap()),
+            Arc::new(load_census(None, None).unwrap()),
+            db.clone(),
+            Duration::from_secs(3600),
+        ));
+        enricher.clone().run_worker(async {}).await;
+        let pending: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM customers WHERE enrichment_pending = 1")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        assert!(pending >= 5_000 - BATCH, "{pending} still pending");
+
+        // Without a shutdown, a round settles what it cannot enrich (here: no address).
+        assert_eq!(enricher.run_pending().await.unwrap(), BATCH as usize);
+        let pending: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM customers WHERE enrichment_pending = 1")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        assert!(pending < 5_000, "{pending} still pending");
+        db.close().await;
         std::fs::remove_dir_all(dir).unwrap();
     }
 
