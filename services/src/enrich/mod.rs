@@ -402,7 +402,9 @@ impl Enricher {
 
     /// Writes a round's enrichments in one transaction; returns how many customers took
     /// theirs. A customer takes it only if its golden address is still the one geocoded: a
-    /// concurrent change made it pending again under another key.
+    /// concurrent change made it pending again under another key, and a merge cleared it.
+    /// (`merged_into IS NULL` in the statement made SQLite walk the index of live customers,
+    /// all of them, for each row: minutes per round after a bulk load.)
     async fn write_round(&self, round: &Round) -> Result<u64, ServiceError> {
         if round.enriched.is_empty() && round.settled.is_empty() {
             return Ok(0);
@@ -414,8 +416,7 @@ impl Enricher {
         let sql = format!(
             "UPDATE customers SET enrichment = v.c1, blockgroup_geoid = v.c2, \
              enrichment_pending = 0, version = version + 1, updated_at = $2 \
-             FROM {} WHERE customers.id = v.c0 AND customers.enrichment_key = v.c3 \
-             AND customers.merged_into IS NULL",
+             FROM {} WHERE customers.id = v.c0 AND customers.enrichment_key = v.c3",
             json_rows(conn, 1, 4, "v")
         );
         let mut written = 0;
