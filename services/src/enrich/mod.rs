@@ -190,6 +190,17 @@ impl std::fmt::Debug for Enricher {
 /// Pending customers taken per round of the worker, and written in one transaction.
 const BATCH: i64 = 500;
 
+/// The statement that writes a round's enrichments: `$1` the rows `(id, enrichment, block
+/// group, address key)`, `$2` the time.
+fn round_update_sql(conn: &sqlx::AnyConnection) -> String {
+    format!(
+        "UPDATE customers SET enrichment = v.c1, blockgroup_geoid = v.c2, \
+         enrichment_pending = 0, version = version + 1, updated_at = $2 \
+         FROM {} WHERE customers.id = v.c0 AND customers.enrichment_key = v.c3",
+        json_rows(conn, 1, 4, "v")
+    )
+}
+
 /// What a round of enrichment writes: `(id, enrichment, block group, address key)` of each
 /// customer enriched, and the customers settled with nothing to enrich.
 #[derive(Default)]
@@ -413,12 +424,7 @@ impl Enricher {
         // busy handler's coarse sleeps.
         let mut write = self.db.begin_side_write().await?;
         let conn: &mut sqlx::AnyConnection = &mut write.tx;
-        let sql = format!(
-            "UPDATE customers SET enrichment = v.c1, blockgroup_geoid = v.c2, \
-             enrichment_pending = 0, version = version + 1, updated_at = $2 \
-             FROM {} WHERE customers.id = v.c0 AND customers.enrichment_key = v.c3",
-            json_rows(conn, 1, 4, "v")
-        );
+        let sql = round_update_sql(conn);
         let mut written = 0;
         for part in round.enriched.chunks(JSON_ROWS_PER_STATEMENT) {
             written += sqlx::query(&sql)
@@ -812,6 +818,27 @@ mod tests {
                 .await
                 .unwrap();
         assert!(pending >= 5_000 - BATCH, "{pending} still pending");
+
+        // A round's update finds each customer by id, whatever else it checks.
+        let mut conn = db.pool().acquire().await.unwrap();
+        let plan: Vec<String> =
+            sqlx::query(&format!("EXPLAIN QUERY PLAN {}", round_update_sql(&conn)))
+                .bind("[]")
+                .bind(0_i64)
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.try_get::<String, _>(3).unwrap())
+                .collect();
+        drop(conn);
+        assert!(!plan.is_empty());
+        assert!(
+            plan.iter()
+                .any(|step| step
+                    .contains("SEARCH customers USING INDEX sqlite_autoindex_customers_1")),
+            "{plan:?}"
+        );
 
         // Without a shutdown, a round settles what it cannot enrich (here: no address).
         assert_eq!(enricher.run_pending().await.unwrap(), BATCH as usize);
