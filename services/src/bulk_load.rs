@@ -597,8 +597,7 @@ impl Resolver {
             })
             .collect::<Result<Vec<CustomerId>, _>>()?;
         let written = async {
-            let customer_refs: Vec<&CustomerId> = customers.iter().collect();
-            insert_new_records(conn, &chunk.record_rows, &customer_refs, now).await?;
+            insert_new_records(conn, &chunk.record_rows, &customers, now).await?;
             let records_inserted = started.elapsed();
             insert_edges(conn, &written_links, now).await?;
             Ok::<_, StoreError>(records_inserted)

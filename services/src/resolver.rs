@@ -1290,7 +1290,8 @@ pub(crate) async fn insert_record(
     now: i64,
 ) -> Result<(), StoreError> {
     let filed = [(profile, keys)];
-    insert_new_records(conn, &NewRecordRows::of(&filed)?, &[customer_id], now).await?;
+    let customers = std::slice::from_ref(customer_id);
+    insert_new_records(conn, &NewRecordRows::of(&filed)?, customers, now).await?;
     write_index(conn, &IndexRows::of(&filed)?).await
 }
 
@@ -1353,7 +1354,7 @@ impl NewRecordRows {
 pub(crate) async fn insert_new_records(
     conn: &mut AnyConnection,
     rows: &NewRecordRows,
-    customers: &[&CustomerId],
+    customers: &[CustomerId],
     now: i64,
 ) -> Result<(), StoreError> {
     let sql = format!(
