@@ -29,8 +29,8 @@ use sqlx::AnyConnection;
 use crate::error::{ServiceError, StoreError};
 use crate::resident::{ChunkChanges, Held, Resident, ResidentRecords};
 use crate::resolver::{
-    absorb, apply_name_counts, cannot_links_among, customer_of_each, filed, in_order, insert_edges,
-    insert_new_records, name_changes, new_customer_id, now_millis, record_from_row,
+    absorb_all, apply_name_counts, cannot_links_among, customer_of_each, filed, in_order,
+    insert_edges, insert_new_records, name_changes, new_customer_id, now_millis, record_from_row,
     records_of_customers_except, to_json, to_time, update_customers, write_index, CustomerSummary,
     IndexRows, NewRecordRows, Review, StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
 };
@@ -178,15 +178,30 @@ impl Resolver {
             prepared,
         } = batch;
         let mut outcomes = vec![IngestOutcome::Unchanged; fresh.len() + repeats.len()];
-        let stored = {
+        let stored: HashSet<RecordKey> = {
             let mut conn = self.db.pool().acquire().await?;
-            // Into an empty store (a first load) nothing is stored yet: no need to ask about
-            // every key of the chunk.
-            if store_is_empty(&mut conn).await? {
-                HashMap::new()
+            let image = match &resident {
+                Some(image)
+                    if image.generation() == self.db.graph_writes_seen_by(&mut conn).await? =>
+                {
+                    Some(image)
+                }
+                _ => None,
+            };
+            let keys = chunk.profiles.iter().map(Profile::key);
+            if let Some(image) = image {
+                // The image holds every stored record while nothing else writes: no need to
+                // ask the store about every key of the chunk (seconds per chunk).
+                keys.filter(|key| image.holds(key)).collect()
+            } else if store_is_empty(&mut conn).await? {
+                // Into an empty store (a first load) nothing is stored yet.
+                HashSet::new()
             } else {
-                let keys: Vec<RecordKey> = chunk.profiles.iter().map(Profile::key).collect();
-                customer_of_each(&mut conn, &keys).await?
+                let keys: Vec<RecordKey> = keys.collect();
+                customer_of_each(&mut conn, &keys)
+                    .await?
+                    .into_keys()
+                    .collect()
             }
         };
         if !stored.is_empty() {
@@ -196,7 +211,7 @@ impl Resolver {
             let mut new = Vec::new();
             let mut still_fresh = Vec::new();
             for (i, profile) in fresh.into_iter().zip(std::mem::take(&mut chunk.profiles)) {
-                if stored.contains_key(&profile.key()) {
+                if stored.contains(&profile.key()) {
                     repeats.push((i, profile));
                 } else {
                     still_fresh.push(i);
@@ -521,7 +536,6 @@ impl Resolver {
         let mut created: Vec<(CustomerId, Vec<usize>)> = Vec::new();
         let mut grown: Vec<(CustomerId, Vec<usize>)> = Vec::new();
         let mut merged: Vec<(CustomerId, Vec<CustomerId>)> = Vec::new();
-        let mut absorbed_in = std::time::Duration::ZERO;
         for group in groups.into_values() {
             let Some(&first) = group.new.first() else {
                 continue; // a stored customer no new record joined
@@ -539,9 +553,6 @@ impl Resolver {
                         group.customers.iter().skip(1).cloned().collect();
                     if !absorbed.is_empty() {
                         outcomes[first] = IngestOutcome::MergedCustomers;
-                        let absorbing = std::time::Instant::now();
-                        absorb(conn, &absorbed, survivor, now).await?;
-                        absorbed_in += absorbing.elapsed();
                         merged.push((survivor.clone(), absorbed));
                     }
                     // Every member is at hand: the new ones and all of each joined customer's.
@@ -556,6 +567,10 @@ impl Resolver {
                 customer_of[m] = Some(customer.clone());
             }
         }
+
+        let absorbing = std::time::Instant::now();
+        absorb_all(conn, &merged, now).await?;
+        let absorbed_in = absorbing.elapsed();
 
         // Golden records and coherence of the grown customers, on every core; updated in id
         // order, so that each page of the customers table is visited once.

@@ -14,9 +14,10 @@
 //! the job reads candidates from the store again, as before.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use c360_domain::{CustomerId, Profile};
+use c360_domain::{CustomerId, Profile, RecordKey};
 use c360_matching::{batch, Features};
 
 /// One record as the image holds it: what a chunk compares it with and builds golden records
@@ -63,6 +64,10 @@ pub struct ResidentRecords {
     members: Vec<Vec<u32>>,
     /// Records by filed blocking key.
     blocks: HashMap<u64, Vec<u32>>,
+    /// Each record's `(source, source_id)` hashed ([`key_hash`]) with its slot, sorted: which
+    /// rows of a chunk are stored already, without a query over all its keys (seconds per
+    /// chunk) and without a second copy of every key (16 bytes per record).
+    by_key: Vec<(u64, u32)>,
     /// Most records held: past it the image is dropped, and memory stays bounded.
     limit: usize,
 }
@@ -78,6 +83,7 @@ impl ResidentRecords {
             customer_index: HashMap::new(),
             members: Vec::new(),
             blocks: HashMap::new(),
+            by_key: Vec::new(),
             limit,
         }
     }
@@ -109,6 +115,20 @@ impl ResidentRecords {
         slots.sort_unstable();
         slots.dedup();
         slots
+    }
+
+    /// Whether the image holds the record `key`, which is then stored.
+    pub(crate) fn holds(&self, key: &RecordKey) -> bool {
+        let hash = key_hash(key);
+        let from = self.by_key.partition_point(|&(h, _)| h < hash);
+        self.by_key[from..]
+            .iter()
+            .take_while(|&&(h, _)| h == hash)
+            .any(|&(_, slot)| {
+                let held = &self.records[slot as usize].profile;
+                held.source.as_str() == key.source.as_str()
+                    && held.source_id.as_str() == key.source_id.as_str()
+            })
     }
 
     /// The record in `slot`, with its customer.
@@ -153,10 +173,12 @@ impl ResidentRecords {
             for &key in &resident.filed {
                 self.blocks.entry(key).or_default().push(slot);
             }
+            self.by_key.push((key_hash(&resident.profile.key()), slot));
             self.records.push(Arc::new(resident));
             self.customer_of.push(c);
             self.members[c as usize].push(slot);
         }
+        self.by_key.sort_unstable();
         self.generation = changes.generation;
         Some(self)
     }
@@ -172,6 +194,14 @@ impl ResidentRecords {
         self.members.push(Vec::new());
         c
     }
+}
+
+/// A record's key as [`ResidentRecords`] looks it up.
+fn key_hash(key: &RecordKey) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.source.as_str().hash(&mut hasher);
+    key.source_id.as_str().hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -222,6 +252,9 @@ mod tests {
         assert_eq!(image.generation(), 8);
         assert_eq!(image.candidates(&probe, (200, 50)), vec![1]);
         assert_eq!(image.held(1).customer_id, customer(2));
+        let stored = |id: &str| image.holds(&RecordKey::parse("crm", id).unwrap());
+        assert!(stored("1") && stored("2") && !stored("3"));
+        assert!(!image.holds(&RecordKey::parse("pos", "1").unwrap()));
 
         let c = resident("3", "Ann", "Lee", "ann@example.com");
         let image = image

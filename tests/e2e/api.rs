@@ -10,6 +10,7 @@ on_both_engines!(
     lookup_by_each_identifier_kind_with_format_variants,
     delete_removes_the_record_and_an_empty_customer,
     a_bridging_record_merges_customers_and_old_ids_resolve,
+    an_id_absorbed_earlier_follows_its_survivor_into_the_next_merge,
     removing_the_bridge_splits_the_customer,
     api_keys_guard_v1_but_not_health,
     health_readiness_metrics_and_swagger_ui,
@@ -248,6 +249,56 @@ async fn a_bridging_record_merges_customers_and_old_ids_resolve(engine: Engine) 
         app.get_json("/v1/records/pos/b").await.1["customer_id"],
         id_a.as_str()
     );
+    assert_eq!(app.gauge("c360_customers").await, 1);
+    app.stop().await;
+}
+
+async fn an_id_absorbed_earlier_follows_its_survivor_into_the_next_merge(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let oldest = customer_id(
+        &app.ingest(&json!({"source": "crm", "source_id": "o", "email": "kim@example.com"}))
+            .await
+            .1,
+    );
+    let middle = customer_id(
+        &app.ingest(
+            &json!({"source": "pos", "source_id": "a", "first_name": "Kim",
+            "last_name": "Ray", "phone": "2025550123"}),
+        )
+        .await
+        .1,
+    );
+    let youngest = customer_id(
+        &app.ingest(&json!({"source": "app", "source_id": "x", "email": "kray@example.com"}))
+            .await
+            .1,
+    );
+    let (_, first) = app
+        .ingest(
+            &json!({"source": "web", "source_id": "b1", "first_name": "Kim",
+            "last_name": "Ray", "phone": "(202) 555-0123", "email": "kray@example.com"}),
+        )
+        .await;
+    assert_eq!(first["outcome"], "merged_customers");
+    assert_eq!(first["merged_customer_ids"], json!([youngest]));
+    let (_, second) = app
+        .ingest(
+            &json!({"source": "web", "source_id": "b2", "first_name": "Kim",
+            "last_name": "Ray", "email": "kim@example.com", "phone": "2025550123"}),
+        )
+        .await;
+    assert_eq!(second["outcome"], "merged_customers");
+    assert_eq!(customer_id(&second), oldest);
+    assert_eq!(second["merged_customer_ids"], json!([middle]));
+
+    // Both absorbed ids resolve to the survivor in one hop.
+    for absorbed in [&middle, &youngest] {
+        let (status, view) = app.get_json(&format!("/v1/customers/{absorbed}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(view["customer_id"], oldest.as_str());
+        assert_eq!(view["resolved_from"], absorbed.as_str());
+        assert_eq!(view["records"].as_array().unwrap().len(), 5);
+    }
     assert_eq!(app.gauge("c360_customers").await, 1);
     app.stop().await;
 }

@@ -829,6 +829,19 @@ async fn chunks_resolved_against_the_records_held_in_memory_store_the_same_custo
         image = kept;
         assert_eq!(outcomes, other.ingest_batch(chunk).await.unwrap());
     }
+    // Rows sent again, which the image knows are stored: they come back unchanged.
+    let again = &profiles[240..260];
+    let batch = PreparedBatch::of(again.to_vec()).unwrap();
+    let (outcomes, kept) = resolver
+        .ingest_prepared(batch, image.take(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![c360_domain::IngestOutcome::Unchanged; again.len()]
+    );
+    assert_eq!(outcomes, other.ingest_batch(again).await.unwrap());
+    image = kept;
     assert!(
         merged_customers(&db).await > 0,
         "later chunks merged customers of earlier ones"
