@@ -771,6 +771,22 @@ async fn a_batch_sent_again_updates_what_changed_and_adds_the_rest(engine: Engin
     database.drop_database().await.unwrap();
 }
 
+/// `rows` prepared and resolved as a bulk job's chunk, with the job's image of the store.
+async fn ingest_holding(
+    resolver: &c360_services::Resolver,
+    rows: &[c360_domain::Profile],
+    image: Option<c360_services::resident::ResidentRecords>,
+) -> (
+    Vec<c360_domain::IngestOutcome>,
+    Option<c360_services::resident::ResidentRecords>,
+) {
+    let batch = c360_services::bulk_load::PreparedBatch::of(rows.to_vec()).unwrap();
+    resolver
+        .ingest_prepared(batch, image, &|_| {})
+        .await
+        .unwrap()
+}
+
 async fn merged_customers(db: &c360_services::Database) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM customers WHERE merged_into IS NOT NULL")
         .fetch_one(db.pool())
@@ -810,8 +826,6 @@ async fn partition(db: &c360_services::Database) -> std::collections::BTreeSet<V
 async fn chunks_resolved_against_the_records_held_in_memory_store_the_same_customers(
     engine: Engine,
 ) {
-    use c360_services::bulk_load::PreparedBatch;
-
     let (database, db, resolver, profiles) = store_and_records(engine, 1_200, 37).await;
     let (other_database, other_db, other, _) = store_and_records(engine, 0, 37).await;
     let chunks: Vec<&[c360_domain::Profile]> = profiles[..1_000].chunks(250).collect();
@@ -819,11 +833,7 @@ async fn chunks_resolved_against_the_records_held_in_memory_store_the_same_custo
     assert!(image.is_some(), "an empty store");
     let mut held = 0;
     for chunk in &chunks {
-        let batch = PreparedBatch::of(chunk.to_vec()).unwrap();
-        let (outcomes, kept) = resolver
-            .ingest_prepared(batch, image.take(), &|_| {})
-            .await
-            .unwrap();
+        let (outcomes, kept) = ingest_holding(&resolver, chunk, image.take()).await;
         held += chunk.len();
         assert_eq!(kept.as_ref().map(|image| image.len()), Some(held));
         image = kept;
@@ -831,11 +841,7 @@ async fn chunks_resolved_against_the_records_held_in_memory_store_the_same_custo
     }
     // Rows sent again, which the image knows are stored: they come back unchanged.
     let again = &profiles[240..260];
-    let batch = PreparedBatch::of(again.to_vec()).unwrap();
-    let (outcomes, kept) = resolver
-        .ingest_prepared(batch, image.take(), &|_| {})
-        .await
-        .unwrap();
+    let (outcomes, kept) = ingest_holding(&resolver, again, image.take()).await;
     assert_eq!(
         outcomes,
         vec![c360_domain::IngestOutcome::Unchanged; again.len()]
@@ -856,11 +862,7 @@ async fn chunks_resolved_against_the_records_held_in_memory_store_the_same_custo
     resolver.ingest(profiles[1_000].clone()).await.unwrap();
     other.ingest(profiles[1_000].clone()).await.unwrap();
     let rest = &profiles[1_001..];
-    let batch = PreparedBatch::of(rest.to_vec()).unwrap();
-    let (outcomes, kept) = resolver
-        .ingest_prepared(batch, image.take(), &|_| {})
-        .await
-        .unwrap();
+    let (outcomes, kept) = ingest_holding(&resolver, rest, image.take()).await;
     assert!(kept.is_none(), "the store changed beside the job");
     assert_eq!(outcomes, other.ingest_batch(rest).await.unwrap());
     assert_eq!(partition(&db).await, partition(&other_db).await);
@@ -878,11 +880,9 @@ async fn chunks_resolved_against_the_records_held_in_memory_store_the_same_custo
     other_database.drop_database().await.unwrap();
     let (other_database, other_db, other, _) = store_and_records(engine, 0, 37).await;
     let image = other.image_of_empty_store(300).await.unwrap();
-    let batch = PreparedBatch::of(profiles[..250].to_vec()).unwrap();
-    let (_, image) = other.ingest_prepared(batch, image, &|_| {}).await.unwrap();
+    let (_, image) = ingest_holding(&other, &profiles[..250], image).await;
     assert_eq!(image.as_ref().map(|image| image.len()), Some(250));
-    let batch = PreparedBatch::of(profiles[250..500].to_vec()).unwrap();
-    let (_, image) = other.ingest_prepared(batch, image, &|_| {}).await.unwrap();
+    let (_, image) = ingest_holding(&other, &profiles[250..500], image).await;
     assert!(image.is_none(), "500 records are past a limit of 300");
 
     for (db, database) in [(db, database), (other_db, other_database)] {
