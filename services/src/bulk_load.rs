@@ -27,14 +27,16 @@ use c360_matching::{batch, blocking, survivorship, Features, PairDecision, Verdi
 use sqlx::AnyConnection;
 
 use crate::error::{ServiceError, StoreError};
+use tokio::sync::oneshot;
+
 use crate::resident::{ChunkChanges, Held, Resident, ResidentRecords};
 use crate::resolver::{
     absorb_all, apply_name_counts, cannot_links_among, customer_of_each, filed, in_order,
     insert_edges, insert_new_records, name_changes, new_customer_id, now_millis, record_from_row,
     records_of_customers_except, to_json, to_time, update_customers, write_index, CustomerSummary,
-    IndexRows, NewRecordRows, Review, StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
+    IndexRows, NameCounts, NewRecordRows, Review, StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
 };
-use crate::store::{execute_json_rows, json_rows, json_rows_param};
+use crate::store::{execute_json_rows, json_rows, json_rows_param, WriteTx};
 use crate::Resolver;
 
 /// A chunk of new records with what can be worked out without the store: each record's
@@ -42,13 +44,17 @@ use crate::Resolver;
 /// before the chunk takes the writer lock, so that record-by-record writers wait less, and once
 /// however often the chunk's transaction is retried.
 struct PreparedChunk {
-    profiles: Vec<Profile>,
-    features: Vec<Features>,
+    /// Each record with its features and filed blocking keys, as the job's image holds it once
+    /// the chunk is resolved (shared, not copied).
+    records: Vec<Arc<Resident>>,
     keys: Vec<Vec<String>>,
-    /// The same keys as pairing files them ([`batch::filed_key`]).
-    filed: Vec<Vec<u64>>,
-    record_rows: NewRecordRows,
-    index_rows: IndexRows,
+    rows: ChunkRows,
+}
+
+/// A chunk's rows in `records` and in the index, serialized: what its write needs of it.
+struct ChunkRows {
+    records: NewRecordRows,
+    index: IndexRows,
 }
 
 impl PreparedChunk {
@@ -62,15 +68,40 @@ impl PreparedChunk {
         // Both on every core, side by side: the index rows' sorts are partly serial.
         let (index_rows, record_rows) =
             batch::join(|| IndexRows::of(&filed), || NewRecordRows::of(&filed));
-        let (record_rows, index_rows) = (record_rows?, index_rows?);
+        let rows = ChunkRows {
+            records: record_rows?,
+            index: index_rows?,
+        };
+        drop(filed);
+        let records = profiles
+            .into_iter()
+            .zip(features)
+            .zip(filed_keys)
+            .map(|((profile, features), filed)| {
+                Arc::new(Resident {
+                    profile,
+                    features,
+                    filed,
+                })
+            })
+            .collect();
         Ok(Self {
-            profiles,
-            features,
+            records,
             keys,
-            filed: filed_keys,
-            record_rows,
-            index_rows,
+            rows,
         })
+    }
+
+    fn profile(&self, idx: usize) -> &Profile {
+        &self.records[idx].profile
+    }
+
+    /// The chunk's records, taken back (copied only if something else still holds them).
+    fn into_profiles(self) -> Vec<Profile> {
+        self.records
+            .into_iter()
+            .map(|record| Arc::try_unwrap(record).map_or_else(|r| r.profile.clone(), |r| r.profile))
+            .collect()
     }
 }
 
@@ -145,6 +176,40 @@ impl PreparedBatch {
     }
 }
 
+/// Where a chunk hands on the job's image of the store for the next chunk: as soon as it is
+/// resolved if it was resolved against the image (with itself taken in), else once it is stored.
+pub type ImageHandOn = oneshot::Sender<Option<ResidentRecords>>;
+
+/// Where a chunk finds the stored records it is compared with.
+enum StoredSide<'a> {
+    /// The job's image of the store ([`crate::resident`]): nothing is read from the store, so
+    /// the chunk can be resolved while the previous one is still being written.
+    Image(&'a ResidentRecords),
+    /// The store, through the chunk's write transaction, which files the chunk's blocking keys
+    /// while its pairs are scored.
+    Store(&'a mut AnyConnection),
+}
+
+/// A chunk resolved: its outcomes and everything its write needs.
+struct ResolvedChunk {
+    /// When the chunk is written: its records' first sight.
+    now: i64,
+    outcomes: Vec<IngestOutcome>,
+    /// Each new record's customer, in chunk order.
+    customers: Vec<CustomerId>,
+    /// Each survivor with the customers it absorbs.
+    merged: Vec<(CustomerId, Vec<CustomerId>)>,
+    /// The stored customers new records join, golden records recomputed.
+    grown: Vec<CustomerSummary>,
+    created: Vec<NewCustomerRow>,
+    /// The links to write, with their evidence.
+    links: Vec<(RecordKey, RecordKey, String)>,
+    reviews: Vec<(RecordKey, Vec<Review>)>,
+    names: NameCounts,
+    /// Whether the chunk's blocking keys are filed already (beside the scoring).
+    index_written: bool,
+}
+
 impl Resolver {
     /// Resolves and stores many records; returns each one's outcome, in input order.
     pub async fn ingest_batch(
@@ -155,22 +220,34 @@ impl Resolver {
         let batch = tokio::task::spawn_blocking(move || PreparedBatch::of(profiles))
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
-        let (outcomes, _) = self.ingest_prepared(batch, None, &|_| {}).await?;
-        Ok(outcomes)
+        let (hand_on, _) = oneshot::channel();
+        self.ingest_prepared(batch, None, &|_| {}, hand_on).await
     }
 
     /// Resolves and stores a prepared batch, telling `report` each stage it reaches; returns
-    /// each record's outcome, in input order, and the image of the store's records the batch
-    /// was given, brought up to date, unless the store changed beside it (see
-    /// [`crate::resident`]).
+    /// each record's outcome, in input order. The image of the store's records the batch was
+    /// given goes on through `hand_on` with the batch in it (see [`crate::resident`]): as soon
+    /// as the batch is resolved, so that the next batch is resolved while this one is written.
+    /// Without an image, or when one cannot go on (re-sent rows are written one by one beside
+    /// it, or it grew past its limit), `hand_on` hears once the batch is stored.
     pub async fn ingest_prepared(
         &self,
         batch: PreparedBatch,
         resident: Option<ResidentRecords>,
         report: StageReport<'_>,
-    ) -> Result<(Vec<IngestOutcome>, Option<ResidentRecords>), ServiceError> {
+        hand_on: ImageHandOn,
+    ) -> Result<Vec<IngestOutcome>, ServiceError> {
         report(ChunkStage::CheckingStored);
         let started = std::time::Instant::now();
+        let mut resident = resident;
+        if let Some(image) = resident.as_mut().filter(|image| image.is_spoiled()) {
+            // The store changed beside the image: this batch goes through the store, once the
+            // job's previous chunk is stored.
+            if let Some(previous) = image.take_pending() {
+                let _ = previous.await;
+            }
+            resident = None;
+        }
         let PreparedBatch {
             mut fresh,
             mut chunk,
@@ -178,30 +255,24 @@ impl Resolver {
             prepared,
         } = batch;
         let mut outcomes = vec![IngestOutcome::Unchanged; fresh.len() + repeats.len()];
-        let stored: HashSet<RecordKey> = {
-            let mut conn = self.db.pool().acquire().await?;
-            let image = match &resident {
-                Some(image)
-                    if image.generation() == self.db.graph_writes_seen_by(&mut conn).await? =>
-                {
-                    Some(image)
+        let keys = chunk.records.iter().map(|record| record.profile.key());
+        let stored: HashSet<RecordKey> = match &resident {
+            // The image holds every record stored, or being stored, by the job's earlier
+            // chunks: no need to ask the store about every key (seconds per chunk). Should the
+            // store have changed beside it, this chunk's write finds out and starts again.
+            Some(image) => keys.filter(|key| image.holds(key)).collect(),
+            None => {
+                let mut conn = self.db.pool().acquire().await?;
+                if store_is_empty(&mut conn).await? {
+                    // Into an empty store (a first load) nothing is stored yet.
+                    HashSet::new()
+                } else {
+                    let keys: Vec<RecordKey> = keys.collect();
+                    customer_of_each(&mut conn, &keys)
+                        .await?
+                        .into_keys()
+                        .collect()
                 }
-                _ => None,
-            };
-            let keys = chunk.profiles.iter().map(Profile::key);
-            if let Some(image) = image {
-                // The image holds every stored record while nothing else writes: no need to
-                // ask the store about every key of the chunk (seconds per chunk).
-                keys.filter(|key| image.holds(key)).collect()
-            } else if store_is_empty(&mut conn).await? {
-                // Into an empty store (a first load) nothing is stored yet.
-                HashSet::new()
-            } else {
-                let keys: Vec<RecordKey> = keys.collect();
-                customer_of_each(&mut conn, &keys)
-                    .await?
-                    .into_keys()
-                    .collect()
             }
         };
         if !stored.is_empty() {
@@ -210,7 +281,7 @@ impl Resolver {
             report(ChunkStage::Preparing);
             let mut new = Vec::new();
             let mut still_fresh = Vec::new();
-            for (i, profile) in fresh.into_iter().zip(std::mem::take(&mut chunk.profiles)) {
+            for (i, profile) in fresh.into_iter().zip(chunk.into_profiles()) {
                 if stored.contains(&profile.key()) {
                     repeats.push((i, profile));
                 } else {
@@ -225,47 +296,43 @@ impl Resolver {
             repeats.sort_unstable_by_key(|(i, _)| *i);
         }
         tracing::debug!(
-            records = chunk.profiles.len(),
+            records = chunk.records.len(),
             prepared_ms = prepared.as_millis() as u64,
             checked_ms = started.elapsed().as_millis() as u64,
             "bulk chunk prepared"
         );
 
-        let mut resident = resident;
+        let mut hand_on = Some(hand_on);
         if !fresh.is_empty() {
             let chunk = Arc::new(chunk);
-            let image = resident.as_ref();
-            let (chunk_outcomes, changes) = self
-                .retrying(|| self.try_ingest_new(&chunk, image, report))
-                .await?;
+            let written = chunk.records.len() as u64;
+            let chunk_outcomes = match resident.take() {
+                Some(image) => {
+                    // Re-sent rows go one by one beside the image after the chunk: the next
+                    // chunk could not trust it.
+                    let mut kept_back = None;
+                    let early = if repeats.is_empty() {
+                        &mut hand_on
+                    } else {
+                        &mut kept_back
+                    };
+                    self.ingest_new_holding(Arc::clone(&chunk), image, report, early)
+                        .await?
+                }
+                None => {
+                    self.retrying(|| self.try_ingest_new(&chunk, report))
+                        .await?
+                        .outcomes
+                }
+            };
             for (&i, outcome) in fresh.iter().zip(chunk_outcomes) {
                 outcomes[i] = outcome;
             }
-            let written = chunk.profiles.len() as u64;
-            resident = match (resident, changes, Arc::try_unwrap(chunk)) {
-                (Some(image), Some(changes), Ok(chunk)) => {
-                    let held = image.len() + chunk.profiles.len();
-                    let image = image.admit(chunk.into_residents(changes.now), changes);
-                    if image.is_none() {
-                        tracing::info!(
-                            records = held,
-                            "bulk job no longer holds the store's records in memory: past its limit"
-                        );
-                    }
-                    image
-                }
-                (Some(_), _, _) => {
-                    tracing::info!(
-                        "bulk job reads stored candidates from the store again: the store changed beside it"
-                    );
-                    None
-                }
-                (None, _, _) => None,
-            };
             // A bulk load grows the store fast: the next chunks' candidate queries need fresh
             // planner statistics (PostgreSQL) to stay index look-ups, and a short WAL
             // (SQLite). Here, once the chunk's transaction has let go of the writer slot.
             self.db.note_written(written);
+            self.count_stored(written);
             if let Err(error) = self.db.maintain().await {
                 tracing::warn!(error = %error, "database upkeep failed");
             }
@@ -279,88 +346,275 @@ impl Resolver {
         }
         if !repeats.is_empty() {
             report(ChunkStage::OneByOne);
+            // Re-sent rows of the job's previous chunk are found in the store once it is stored.
+            if let Some(previous) = resident.as_mut().and_then(ResidentRecords::take_pending) {
+                let _ = previous.await;
+            }
         }
         for (i, profile) in repeats {
             outcomes[i] = self.ingest(profile).await?.outcome;
         }
-        Ok((outcomes, resident))
+        if let Some(hand_on) = hand_on {
+            // The image goes on as it came if the batch wrote nothing at all, else not at all:
+            // either this batch went through the store, or it wrote rows one by one beside it.
+            let _ = hand_on.send(resident.filter(|_| outcomes.is_empty()));
+        }
+        Ok(outcomes)
     }
 
     /// An image of the store to fill as a bulk job stores its chunks, holding at most `limit`
-    /// records, if the store is empty (see [`crate::resident`]). Asked under the bulk writer
-    /// lock, so that no write is half-way through.
+    /// records, if the store is empty and has no cannot-links (see [`crate::resident`]). Asked
+    /// under the bulk writer lock, so that no write is half-way through.
     pub async fn image_of_empty_store(
         &self,
         limit: usize,
     ) -> Result<Option<ResidentRecords>, ServiceError> {
         let mut write = self.db.begin_bulk_write().await?;
         let generation = self.db.graph_writes(&mut write).await?;
-        let empty = store_is_empty(&mut write.tx).await?;
+        let conn: &mut AnyConnection = &mut write.tx;
+        // The image answers for the store's cannot-links (none) and name counts (those of
+        // the records it holds) too.
+        let empty = store_is_empty(conn).await?
+            && sqlx::query_scalar::<_, i64>(
+                "SELECT 1 FROM manual_links WHERE kind = 'cannot_link' AND undone_at IS NULL \
+                 UNION ALL SELECT 1 FROM name_counts WHERE count <> 0 LIMIT 1",
+            )
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_none();
         write.tx.rollback().await?;
         Ok(empty.then(|| ResidentRecords::of_empty_store(generation, limit)))
     }
 
-    /// One transaction: resolve records none of which is stored yet, and write them. With
-    /// `image`, the records of the store held in memory, candidates and members come from it
-    /// as long as nothing else wrote to the store since; then the changes it needs to stay up
-    /// to date come back with the outcomes.
+    /// Resolves a chunk against the job's image of the store, hands the image on through
+    /// `hand_on` with the chunk taken in, and writes the chunk once the chunk before it is
+    /// stored, if the store has not changed beside the image; else the image is spoiled, and
+    /// the chunk is resolved again against the store. Without `hand_on`, or past the image's
+    /// limit, the image goes no further, and `hand_on` is left for when the chunk is stored:
+    /// the next chunk must then read a store that holds this one.
+    async fn ingest_new_holding(
+        &self,
+        chunk: Arc<PreparedChunk>,
+        mut image: ResidentRecords,
+        report: StageReport<'_>,
+        hand_on: &mut Option<ImageHandOn>,
+    ) -> Result<Vec<IngestOutcome>, ServiceError> {
+        let expected = image.generation();
+        let previous = image.take_pending();
+        let spoiled = image.spoiled_flag();
+        let resolved = self
+            .resolve_new(&chunk, StoredSide::Image(&image), report)
+            .await?;
+        let (stored, pending) = oneshot::channel();
+        if hand_on.is_some() {
+            let held = image.len() + chunk.records.len();
+            let changes = ChunkChanges {
+                generation: expected + 1,
+                now: resolved.now,
+                customers: resolved.customers.clone(),
+                merged: resolved.merged.clone(),
+            };
+            match image.admit(&chunk.records, changes, Some(pending)) {
+                Some(next) => {
+                    if let Some(hand_on) = hand_on.take() {
+                        let _ = hand_on.send(Some(next));
+                    }
+                }
+                None => tracing::info!(
+                    records = held,
+                    "bulk job no longer holds the store's records in memory: past its limit"
+                ),
+            }
+        }
+        // The chunks of a job are written in order: this one resolved against the previous
+        // one's records before they were stored.
+        let previous_stored = match previous {
+            Some(previous) => previous.await.is_ok(),
+            None => true,
+        };
+        let written = previous_stored
+            && self
+                .retrying(|| self.try_write_resolved(&chunk.rows, &resolved, expected, report))
+                .await?;
+        if written {
+            let _ = stored.send(());
+            return Ok(resolved.outcomes);
+        }
+        spoiled.store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!(
+            "bulk job reads stored candidates from the store again: the store changed beside it"
+        );
+        // From the start, against the store: some of its records may be stored by now.
+        let chunk = Arc::try_unwrap(chunk).map_or_else(
+            |shared| shared.records.iter().map(|r| r.profile.clone()).collect(),
+            PreparedChunk::into_profiles,
+        );
+        let batch = tokio::task::spawn_blocking(move || PreparedBatch::of(chunk))
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
+        let (again, _) = oneshot::channel();
+        let outcomes = Box::pin(self.ingest_prepared(batch, None, report, again)).await?;
+        let _ = stored.send(());
+        Ok(outcomes)
+    }
+
+    /// One transaction: resolve records none of which is stored yet against the store, and
+    /// write them.
     async fn try_ingest_new(
         &self,
         chunk: &Arc<PreparedChunk>,
-        image: Option<&ResidentRecords>,
         report: StageReport<'_>,
-    ) -> Result<(Vec<IngestOutcome>, Option<ChunkChanges>), ServiceError> {
-        let started = std::time::Instant::now();
-        let profiles = &chunk.profiles[..];
+    ) -> Result<ResolvedChunk, ServiceError> {
         report(ChunkStage::WaitingForWriter);
         let mut write = self.db.begin_bulk_write().await?;
-        report(ChunkStage::ReadingCandidates);
-        let locked = started.elapsed();
-        // The image holds the store as the job's previous chunk left it: usable only if no
-        // other transaction has written to the graph since.
-        let graph_writes = self.db.graph_writes(&mut write).await?;
-        let image = image.filter(|image| image.generation() == graph_writes);
+        let resolved = self
+            .resolve_new(chunk, StoredSide::Store(&mut write.tx), report)
+            .await?;
+        self.write_resolved(write, &chunk.rows, &resolved, report)
+            .await?;
+        Ok(resolved)
+    }
+
+    /// One transaction: write a chunk resolved against the image of the store whose
+    /// graph-write count was `expected`, if the store's count still is; answers whether it
+    /// wrote.
+    async fn try_write_resolved(
+        &self,
+        rows: &ChunkRows,
+        resolved: &ResolvedChunk,
+        expected: u64,
+        report: StageReport<'_>,
+    ) -> Result<bool, ServiceError> {
+        report(ChunkStage::WaitingForWriter);
+        let mut write = self.db.begin_bulk_write().await?;
+        if self.db.graph_writes(&mut write).await? != expected {
+            write.tx.rollback().await?;
+            return Ok(false);
+        }
+        self.write_resolved(write, rows, resolved, report).await?;
+        Ok(true)
+    }
+
+    /// Writes a resolved chunk in `write`, and commits it.
+    async fn write_resolved(
+        &self,
+        mut write: WriteTx,
+        rows: &ChunkRows,
+        resolved: &ResolvedChunk,
+        report: StageReport<'_>,
+    ) -> Result<(), ServiceError> {
+        report(ChunkStage::Writing);
+        let started = std::time::Instant::now();
         let conn: &mut AnyConnection = &mut write.tx;
+        let now = resolved.now;
+        if !resolved.index_written {
+            write_index(conn, &rows.index).await?;
+        }
+        let filed = started.elapsed();
+        absorb_all(conn, &resolved.merged, now).await?;
+        let absorbed = started.elapsed();
+        insert_new_records(conn, &rows.records, &resolved.customers, now).await?;
+        let records_inserted = started.elapsed();
+        insert_edges(conn, &resolved.links, now).await?;
+        let links_inserted = started.elapsed();
+        insert_new_customers(conn, &resolved.created, now).await?;
+        let inserted = started.elapsed();
+        update_customers(conn, &resolved.grown, now).await?;
+        crate::curation::write_reviews_of_many(
+            conn,
+            resolved
+                .reviews
+                .iter()
+                .map(|(key, items)| (key, items.as_slice())),
+            now,
+        )
+        .await?;
+        // Name counts inside the chunk's transaction: the chunk holds the store alone anyway.
+        apply_name_counts(conn, resolved.names.clone()).await?;
+        let refreshed = started.elapsed();
+        report(ChunkStage::Committing);
+        self.db.count_graph_write(&mut write).await?;
+        let committing = started.elapsed();
+        self.db.commit_bulk(write).await?;
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        tracing::debug!(
+            records = resolved.customers.len(),
+            grown = resolved.grown.len(),
+            merges = resolved.merged.len(),
+            filed_ms = ms(filed),
+            absorbed_ms = ms(absorbed - filed),
+            records_ms = ms(records_inserted - absorbed),
+            links_ms = ms(links_inserted - records_inserted),
+            customers_ms = ms(inserted - links_inserted),
+            refreshed_ms = ms(refreshed - inserted),
+            counted_ms = ms(committing - refreshed),
+            committed_ms = ms(started.elapsed() - committing),
+            "bulk chunk written"
+        );
+        Ok(())
+    }
+
+    /// Resolves a chunk of records none of which is stored yet: links them with each other
+    /// and with the stored records they match, on the side's records, and works out what to
+    /// write. Through the store, the chunk's blocking keys are filed while pairs are scored.
+    async fn resolve_new(
+        &self,
+        chunk: &Arc<PreparedChunk>,
+        mut side: StoredSide<'_>,
+        report: StageReport<'_>,
+    ) -> Result<ResolvedChunk, ServiceError> {
+        let started = std::time::Instant::now();
+        report(ChunkStage::ReadingCandidates);
         let now = now_millis();
-        let n = profiles.len();
+        let n = chunk.records.len();
 
         // Stored records sharing a blocking key with the chunk, blocks capped as in batch. An
         // empty store (the first chunk of a first load) has none: no need to ask it about
         // every key of the chunk.
         let caps = self.candidate_caps();
-        let (stored, held_slots): (Vec<Held>, Vec<u32>) = match image {
-            Some(image) => {
-                let slots = image.candidates(&chunk.filed, caps);
+        let (stored, held_slots): (Vec<Held>, Vec<u32>) = match &mut side {
+            StoredSide::Image(image) => {
+                let filed = chunk.records.iter().map(|r| r.filed.as_slice());
+                let slots = image.candidates(filed, caps);
                 (slots.iter().map(|&s| image.held(s)).collect(), slots)
             }
-            None if store_is_empty(conn).await? => (Vec::new(), Vec::new()),
-            None => (
-                stored_candidates(conn, &chunk.keys, caps).await?,
-                Vec::new(),
-            ),
+            StoredSide::Store(conn) => {
+                if store_is_empty(conn).await? {
+                    (Vec::new(), Vec::new())
+                } else {
+                    (
+                        stored_candidates(conn, &chunk.keys, caps).await?,
+                        Vec::new(),
+                    )
+                }
+            }
         };
         let queried = started.elapsed();
         let names = {
             let features: Vec<&Features> = chunk
-                .features
+                .records
                 .iter()
+                .map(|r| &r.features)
                 .chain(stored.iter().map(|h| &h.resident.features))
                 .collect();
-            self.stored_names(conn, &features).await?
+            match &mut side {
+                StoredSide::Image(image) => image.names_of(&features),
+                StoredSide::Store(conn) => self.stored_names(conn, &features).await?,
+            }
         };
         let loaded = started.elapsed();
         report(ChunkStage::Scoring);
 
         // Candidate pairs with at least one new record (new records come first), scored on
-        // every core while the database files the new records in the index: neither waits for
-        // the other.
+        // every core; through the store, while the database files the new records in the
+        // index: neither waits for the other.
         let engine = self.engine.clone();
         let prepared = Arc::clone(chunk);
         let scoring = tokio::task::spawn_blocking(move || {
             let keys: Vec<&[u64]> = prepared
-                .filed
+                .records
                 .iter()
-                .map(Vec::as_slice)
+                .map(|r| r.filed.as_slice())
                 .chain(stored.iter().map(|h| h.resident.filed.as_slice()))
                 .collect();
             let (max_block, max_fuzzy) = caps;
@@ -379,13 +633,16 @@ impl Resolver {
             .collect();
             (stored, decided)
         });
-        let filing = write_index(conn, &chunk.index_rows).await;
+        let filing = match &mut side {
+            StoredSide::Store(conn) => Some(write_index(conn, &chunk.rows.index).await),
+            StoredSide::Image(_) => None,
+        };
         let filed_ms = started.elapsed() - loaded;
         // The scoring is awaited even when filing failed: a retry must not score beside it.
         let (mut stored, decided) = scoring
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-        filing?;
+        let index_written = filing.transpose()?.is_some();
         let engine = self.engine.clone();
         let mut links = Vec::new();
         let mut reviews: BTreeMap<usize, Vec<Review>> = BTreeMap::new();
@@ -400,7 +657,7 @@ impl Resolver {
                     decision,
                 )),
                 Verdict::Review => reviews.entry(i).or_default().push(Review {
-                    other: record_key(profiles, &stored, j),
+                    other: record_key(chunk, &stored, j),
                     probability: decision.score.probability,
                     reason: decision
                         .guard
@@ -423,14 +680,14 @@ impl Resolver {
             .collect();
         let joinable: Vec<CustomerId> = joinable.into_iter().collect();
         let candidates = stored.len();
-        let others = match image {
-            Some(image) => joinable
+        let others = match &mut side {
+            StoredSide::Image(image) => joinable
                 .iter()
                 .flat_map(|id| image.members_of(id))
                 .filter(|slot| held_slots.binary_search(slot).is_err())
                 .map(|&slot| image.held(slot))
                 .collect(),
-            None => {
+            StoredSide::Store(conn) => {
                 let held: HashSet<RecordKey> =
                     stored.iter().map(|h| h.resident.profile.key()).collect();
                 let others = records_of_customers_except(conn, &joinable, &held).await?;
@@ -439,10 +696,11 @@ impl Resolver {
         };
         stored.extend(others);
         let features = |i: usize| features_of(chunk, &stored, i);
-        let keys: Vec<RecordKey> = profiles
+        let keys: Vec<RecordKey> = chunk
+            .records
             .iter()
-            .map(Profile::key)
-            .chain(stored.iter().map(|h| h.resident.profile.key()))
+            .chain(stored.iter().map(|h| &h.resident))
+            .map(|r| r.profile.key())
             .collect();
         let index_of: HashMap<&RecordKey, usize> =
             keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
@@ -465,12 +723,17 @@ impl Resolver {
                 first_of.insert(&record.customer_id, idx);
             }
         }
-        let never: HashSet<(usize, usize)> = cannot_links_among(conn, &keys[n..])
-            .await?
-            .into_iter()
-            .filter_map(|(a, b)| Some((*index_of.get(&a)?, *index_of.get(&b)?)))
-            .flat_map(|(a, b)| [(a, b), (b, a)])
-            .collect();
+        let never: HashSet<(usize, usize)> = match &mut side {
+            // The image is only made of a store without cannot-links, and a manual link made
+            // since is a graph write, which the chunk's write finds.
+            StoredSide::Image(_) => HashSet::new(),
+            StoredSide::Store(conn) => cannot_links_among(conn, &keys[n..])
+                .await?
+                .into_iter()
+                .filter_map(|(a, b)| Some((*index_of.get(&a)?, *index_of.get(&b)?)))
+                .flat_map(|(a, b)| [(a, b), (b, a)])
+                .collect(),
+        };
         // The links to write, by position in `links`; their evidence is serialized after.
         let mut written: Vec<usize> = Vec::new();
         let mut per_pair_customer: HashMap<(usize, usize), usize> = HashMap::new();
@@ -568,17 +831,13 @@ impl Resolver {
             }
         }
 
-        let absorbing = std::time::Instant::now();
-        absorb_all(conn, &merged, now).await?;
-        let absorbed_in = absorbing.elapsed();
-
         // Golden records and coherence of the grown customers, on every core; updated in id
         // order, so that each page of the customers table is visited once.
         grown.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let grown: Vec<CustomerSummary> = batch::parallel_map(&grown, |(id, members)| {
             let records: Vec<MemberRecord> = members
                 .iter()
-                .map(|&m| member(profiles, &stored, m, now))
+                .map(|&m| member(chunk, &stored, m, now))
                 .collect();
             let member_features: Vec<&Features> = members
                 .iter()
@@ -589,21 +848,8 @@ impl Resolver {
         })
         .into_iter()
         .collect::<Result<_, _>>()?;
-        let linked = started.elapsed();
-        report(ChunkStage::Writing);
-        // The new customers' golden records need only the clusters: computed on every core
-        // while the records and links are written.
-        let goldens = {
-            let (chunk, engine) = (Arc::clone(chunk), self.engine.clone());
-            tokio::task::spawn_blocking(move || {
-                new_customer_rows(
-                    &chunk.profiles,
-                    &created,
-                    &engine.config().survivorship,
-                    now,
-                )
-            })
-        };
+        // The new customers' golden records need only the clusters.
+        let created = new_customer_rows(chunk, &created, &engine.config().survivorship, now)?;
         let customers = customer_of
             .into_iter()
             .map(|customer| {
@@ -611,90 +857,44 @@ impl Resolver {
                     .ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))
             })
             .collect::<Result<Vec<CustomerId>, _>>()?;
-        let written = async {
-            insert_new_records(conn, &chunk.record_rows, &customers, now).await?;
-            let records_inserted = started.elapsed();
-            insert_edges(conn, &written_links, now).await?;
-            Ok::<_, StoreError>(records_inserted)
-        }
-        .await;
-        let links_inserted = started.elapsed();
-        // Awaited even when the writes failed: a retry must not compute beside it.
-        let goldens = goldens
-            .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-        let records_inserted = written?;
-        insert_new_customers(conn, &goldens?, now).await?;
-        let inserted = started.elapsed();
-        update_customers(conn, &grown, now).await?;
-        crate::curation::write_reviews_of_many(
-            conn,
-            reviews
-                .iter()
-                .map(|(i, items)| (&keys[*i], items.as_slice())),
-            now,
-        )
-        .await?;
-        // Name counts inside the chunk's transaction: the chunk holds the store alone anyway.
         let names = chunk
-            .features
+            .records
             .iter()
-            .flat_map(|f| name_changes(f, 1))
+            .flat_map(|r| name_changes(&r.features, 1))
             .collect();
-        apply_name_counts(conn, names).await?;
-        let refreshed = started.elapsed();
-        report(ChunkStage::Committing);
-        let generation = self.db.count_graph_write(&mut write).await?;
-        write.tx.commit().await?;
+        let reviews = reviews
+            .into_iter()
+            .map(|(i, items)| (keys[i].clone(), items))
+            .collect();
+        let linked = started.elapsed();
         let ms = |d: std::time::Duration| d.as_millis() as u64;
         tracing::debug!(
             records = n,
             candidates,
             members = stored.len() - candidates,
             grown = grown.len(),
-            in_memory = image.is_some(),
-            locked_ms = ms(locked),
-            queried_ms = ms(queried - locked),
+            in_memory = matches!(side, StoredSide::Image(_)),
+            queried_ms = ms(queried),
             loaded_ms = ms(loaded - queried),
             filed_ms = ms(filed_ms),
             decided_ms = ms(decided - loaded),
             members_ms = ms(members_loaded - decided),
             linked_ms = ms(linked - members_loaded),
             merges = merged.len(),
-            absorbed_ms = ms(absorbed_in),
-            inserted_ms = ms(inserted - linked),
-            records_ms = ms(records_inserted - linked),
-            links_ms = ms(links_inserted - records_inserted),
-            customers_ms = ms(inserted - links_inserted),
-            refreshed_ms = ms(refreshed - inserted),
-            committed_ms = ms(started.elapsed() - refreshed),
-            "bulk chunk written"
+            "bulk chunk resolved"
         );
-        let changes = image.map(|_| ChunkChanges {
-            generation,
+        Ok(ResolvedChunk {
             now,
+            outcomes,
             customers,
             merged,
-        });
-        Ok((outcomes, changes))
-    }
-}
-
-impl PreparedChunk {
-    /// The chunk's records as the store's image holds them, first seen `now`.
-    fn into_residents(self, now: i64) -> Vec<Resident> {
-        self.profiles
-            .into_iter()
-            .zip(self.features)
-            .zip(self.filed)
-            .map(|((profile, features), filed)| Resident {
-                profile,
-                features,
-                filed,
-                first_seen_at: now,
-                last_changed_at: now,
-            })
-            .collect()
+            grown,
+            created,
+            links: written_links,
+            reviews,
+            names,
+            index_written,
+        })
     }
 }
 
@@ -709,34 +909,34 @@ struct Group {
 
 /// The features of record `idx`: new records first, then stored ones.
 fn features_of<'a>(chunk: &'a PreparedChunk, stored: &'a [Held], idx: usize) -> &'a Features {
-    match chunk.features.get(idx) {
-        Some(features) => features,
-        None => &stored[idx - chunk.features.len()].resident.features,
+    match chunk.records.get(idx) {
+        Some(record) => &record.features,
+        None => &stored[idx - chunk.records.len()].resident.features,
     }
 }
 
 /// The key of record `idx`: new records first, then stored ones.
-fn record_key(profiles: &[Profile], stored: &[Held], idx: usize) -> RecordKey {
-    match profiles.get(idx) {
-        Some(profile) => profile.key(),
-        None => stored[idx - profiles.len()].resident.profile.key(),
+fn record_key(chunk: &PreparedChunk, stored: &[Held], idx: usize) -> RecordKey {
+    match chunk.records.get(idx) {
+        Some(record) => record.profile.key(),
+        None => stored[idx - chunk.records.len()].resident.profile.key(),
     }
 }
 
 /// Record `idx` as a member of its customer, a new one first seen `now`.
-fn member(profiles: &[Profile], stored: &[Held], idx: usize, now: i64) -> MemberRecord {
-    match profiles.get(idx) {
-        Some(profile) => MemberRecord {
-            record: profile.clone(),
+fn member(chunk: &PreparedChunk, stored: &[Held], idx: usize, now: i64) -> MemberRecord {
+    match chunk.records.get(idx) {
+        Some(record) => MemberRecord {
+            record: record.profile.clone(),
             first_seen_at: to_time(now),
             last_changed_at: to_time(now),
         },
         None => {
-            let record = &stored[idx - profiles.len()].resident;
+            let held = &stored[idx - chunk.records.len()];
             MemberRecord {
-                record: record.profile.clone(),
-                first_seen_at: to_time(record.first_seen_at),
-                last_changed_at: to_time(record.last_changed_at),
+                record: held.resident.profile.clone(),
+                first_seen_at: to_time(held.first_seen_at),
+                last_changed_at: to_time(held.last_changed_at),
             }
         }
     }
@@ -758,10 +958,10 @@ fn held_of(records: Vec<StoredRecord>) -> Vec<Held> {
                 profile: record.profile,
                 features,
                 filed,
-                first_seen_at: record.first_seen_at,
-                last_changed_at: record.last_changed_at,
             }),
             customer_id: record.customer_id,
+            first_seen_at: record.first_seen_at,
+            last_changed_at: record.last_changed_at,
         })
         .collect()
 }
@@ -819,10 +1019,9 @@ async fn stored_candidates(
 type NewCustomerRow = (String, String, i64, Option<String>, i64);
 
 /// The rows of the customers a chunk creates, with their golden records, on every core: a
-/// chunk creates tens of thousands of customers. CPU-bound: in async code, call it on a
-/// blocking thread.
+/// chunk creates tens of thousands of customers.
 fn new_customer_rows(
-    profiles: &[Profile],
+    chunk: &PreparedChunk,
     created: &[(CustomerId, Vec<usize>)],
     rules: &survivorship::SurvivorshipConfig,
     now: i64,
@@ -831,7 +1030,7 @@ fn new_customer_rows(
         let members: Vec<MemberRecord> = members
             .iter()
             .map(|&m| MemberRecord {
-                record: profiles[m].clone(),
+                record: chunk.profile(m).clone(),
                 first_seen_at: to_time(now),
                 last_changed_at: to_time(now),
             })

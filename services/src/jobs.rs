@@ -9,7 +9,7 @@
 //! counters start from the checkpoint, and a rejected row is stored once (keyed by line). So no
 //! row is lost and none is counted twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::ops::ControlFlow;
@@ -22,13 +22,14 @@ use c360_domain::{
     IngestOutcome, JobRowError, JobState, JobView, Profile, RecordInput, ValidationErrors,
 };
 use sqlx::Row;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::bulk_load::{ChunkStage, PreparedBatch};
 use crate::error::{ServiceError, StoreError};
 use crate::input::{self, RowError};
 use crate::resident::ResidentRecords;
 use crate::resolver::{now_millis, to_time};
+use crate::store::Database;
 use crate::Resolver;
 
 /// How many valid rows a bulk job resolves and writes together, in one transaction, and
@@ -75,6 +76,9 @@ impl ChunkRows {
 
 /// Longest time a chunk waits before it is written, so progress shows on slow uploads too.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Most chunks of a job in flight: one being written, the next resolved beside it.
+const MAX_CHUNKS_IN_FLIGHT: usize = 2;
 
 /// The format of an uploaded file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,6 +319,15 @@ impl Jobs {
 
     /// Works one job from its checkpoint to the end (or to a shutdown).
     async fn run(&self, id: &str) -> Result<(), ServiceError> {
+        let mut ledger = JobLedger::start(self.resolver.database().clone(), id.to_owned());
+        let outcome = self.run_with(id, &mut ledger).await;
+        // What the job noted before it stopped (an error, a shutdown) is written all the same.
+        let noted = ledger.close().await;
+        outcome.and(noted)
+    }
+
+    /// [`Self::run`], noting rejected rows and checkpoints in `ledger`.
+    async fn run_with(&self, id: &str, ledger: &mut JobLedger) -> Result<(), ServiceError> {
         let pool = self.resolver.database().pool();
         let row = sqlx::query(
             "SELECT format, spool_path, rows_read, accepted, rejected, customers_created, \
@@ -364,11 +377,13 @@ impl Jobs {
 
         // Valid rows wait in `chunk` and are resolved and written together, in a task of
         // their own, while the next chunk is read: the job's rows read keep moving while a
-        // chunk is written, and the next chunk is ready when it is stored. One chunk at a
-        // time is in flight, since the next is resolved against a store that holds it. The
+        // chunk is written, and the next chunk is ready when it is stored. A chunk is resolved
+        // against a store that holds the one before it: against the job's image of the store
+        // (see `crate::resident`), as soon as the one before is resolved, so that one chunk is
+        // resolved while the one before is written; else once the one before is stored. The
         // checkpoint follows each stored chunk, so it never covers a row that is not stored.
         let mut chunk: Vec<Profile> = Vec::new();
-        let mut in_flight: Option<ChunkInFlight> = None;
+        let mut in_flight: VecDeque<ChunkInFlight> = VecDeque::new();
         // Chunks grow with the store (see ChunkRows); what this job adds counts too.
         let stored_before = self.resolver.stored_records().await?;
         // A job that starts on an empty store holds what it stores in memory, and its later
@@ -395,24 +410,25 @@ impl Jobs {
                 progress.bytes_read = row.bytes;
                 match row.profile {
                     Ok(profile) => chunk.push(profile),
-                    Err(error) => self.reject(id, &mut progress, error).await?,
+                    Err(error) => ledger.reject(&mut progress, error)?,
                 }
             }
             // A chunk stored while the next one filled counts at once.
-            if in_flight.as_ref().is_some_and(ChunkInFlight::is_finished) {
-                if let Some(flight) = in_flight.take() {
-                    resident = self.land(id, flight, &mut progress).await?;
+            while in_flight.front().is_some_and(ChunkInFlight::is_finished) {
+                if let Some(flight) = in_flight.pop_front() {
+                    self.land(ledger, flight, &mut progress, &mut resident)
+                        .await?;
                 }
             }
             let stopping = self.stopping.load(Ordering::SeqCst);
-            let writing = in_flight.as_ref().map_or(0, |flight| flight.rows);
+            let writing: u64 = in_flight.iter().map(|flight| flight.rows).sum();
             // A slow upload is written every second, so that its progress shows; a fast one
             // fills its chunks first.
             let chunk_rows = self
                 .chunk_rows
                 .with_stored(stored_before + progress.accepted + writing);
             let due = chunk.len() >= chunk_rows
-                || (in_flight.is_none()
+                || (in_flight.is_empty()
                     && chunk_started.elapsed() >= CHECKPOINT_EVERY
                     && chunk.len() < self.chunk_rows.least)
                 || ended
@@ -425,26 +441,43 @@ impl Jobs {
                     let chunk = std::mem::take(&mut chunk);
                     tokio::task::spawn_blocking(move || PreparedBatch::of(chunk))
                 });
-                if let Some(flight) = in_flight.take() {
-                    // Meanwhile the stage is that of the chunk being written.
-                    live.update(progress, flight.rows + filled, false);
-                    resident = self.land(id, flight, &mut progress).await?;
-                    live.update(progress, filled, false);
-                }
+                // Meanwhile the stage is that of the chunks in flight.
+                let writing: u64 = in_flight.iter().map(|flight| flight.rows).sum();
+                live.update(progress, writing + filled, false);
                 if let Some(preparing) = preparing {
-                    let flight = self.launch(&live, preparing, resident.take(), filled, progress);
+                    // One chunk resolved while the one before it is written, no more: each
+                    // holds its rows in memory.
+                    while in_flight.len() >= MAX_CHUNKS_IN_FLIGHT {
+                        if let Some(flight) = in_flight.pop_front() {
+                            self.land(ledger, flight, &mut progress, &mut resident)
+                                .await?;
+                        }
+                    }
+                    // The image of the store comes from the newest chunk in flight, once that
+                    // one is resolved (or stored), else from the job.
+                    let image = match in_flight.back_mut().and_then(|f| f.image.take()) {
+                        Some(handed_on) => handed_on.await.ok().flatten(),
+                        None => resident.take(),
+                    };
+                    let flight = self.launch(&live, preparing, image, filled, progress);
+                    in_flight.push_back(flight);
                     if ended || stopping {
-                        resident = self.land(id, flight, &mut progress).await?;
-                    } else {
-                        in_flight = Some(flight);
+                        while let Some(flight) = in_flight.pop_front() {
+                            self.land(ledger, flight, &mut progress, &mut resident)
+                                .await?;
+                        }
                     }
                 } else {
-                    self.checkpoint(id, &progress).await?;
+                    while let Some(flight) = in_flight.pop_front() {
+                        self.land(ledger, flight, &mut progress, &mut resident)
+                            .await?;
+                    }
+                    ledger.checkpoint(progress)?;
                 }
                 chunk_started = Instant::now();
             }
-            let writing = in_flight.as_ref().map_or(0, |flight| flight.rows);
-            live.update(progress, writing + chunk.len() as u64, in_flight.is_none());
+            let writing: u64 = in_flight.iter().map(|flight| flight.rows).sum();
+            live.update(progress, writing + chunk.len() as u64, in_flight.is_empty());
             if stopping && !ended {
                 drop(batches);
                 tracing::info!(job = %id, rows_read = progress.rows_read, "bulk job paused by shutdown");
@@ -459,7 +492,9 @@ impl Jobs {
         let outcome = reader
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-        self.checkpoint(id, &progress).await?;
+        ledger.checkpoint(progress)?;
+        // The job's last checkpoint and rejected rows are written before it is marked done.
+        ledger.close().await?;
         let (state, error) = match outcome {
             Ok(()) => (JobState::Completed, None),
             Err(e) => (JobState::Failed, Some(e.to_string())),
@@ -489,7 +524,8 @@ impl Jobs {
 
     /// Starts resolving and writing a chunk of `rows` valid rows, the job's up to `through`,
     /// once it is prepared, in a task of its own that tells `live` the stages it goes through.
-    /// The job's image of the store, if it holds one, goes with it and comes back when it lands.
+    /// The job's image of the store, if it holds one, goes with it, and the chunk hands it on
+    /// through its `image` (see [`Resolver::ingest_prepared`]).
     fn launch(
         &self,
         live: &LiveEntry,
@@ -500,35 +536,46 @@ impl Jobs {
     ) -> ChunkInFlight {
         let resolver = self.resolver.clone();
         let report = live.reporter();
+        let (hand_on, image) = oneshot::channel();
         let task = tokio::spawn(async move {
             report(ChunkStage::Preparing.as_str());
             let batch = preparing
                 .await
                 .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
             resolver
-                .ingest_prepared(batch, resident, &move |stage| report(stage.as_str()))
+                .ingest_prepared(
+                    batch,
+                    resident,
+                    &move |stage| report(stage.as_str()),
+                    hand_on,
+                )
                 .await
         });
         ChunkInFlight {
             task,
+            image: Some(image),
             rows,
             through,
         }
     }
 
     /// Waits for a chunk to be stored, counts its outcomes, and saves the checkpoint after
-    /// its last row (rows read since are not stored yet); returns the job's image of the store
-    /// if it still holds one. A failed chunk stored nothing: the error ends the run, and the
-    /// job resumes from the previous checkpoint.
+    /// its last row (rows read since are not stored yet); the job's image of the store, if the
+    /// chunk still holds it, goes to `resident`. A failed chunk stored nothing: the error ends
+    /// the run, and the job resumes from the previous checkpoint.
     async fn land(
         &self,
-        id: &str,
+        ledger: &JobLedger,
         mut flight: ChunkInFlight,
         progress: &mut Progress,
-    ) -> Result<Option<ResidentRecords>, ServiceError> {
-        let (outcomes, resident) = (&mut flight.task)
+        resident: &mut Option<ResidentRecords>,
+    ) -> Result<(), ServiceError> {
+        let outcomes = (&mut flight.task)
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
+        if let Some(image) = flight.image.take() {
+            *resident = image.await.ok().flatten();
+        }
         progress.accepted += outcomes.len() as u64;
         for outcome in outcomes {
             match outcome {
@@ -543,48 +590,7 @@ impl Jobs {
             bytes_read: flight.through.bytes_read,
             ..*progress
         };
-        self.checkpoint(id, &checkpoint).await?;
-        Ok(resident)
-    }
-
-    async fn reject(
-        &self,
-        id: &str,
-        progress: &mut Progress,
-        error: JobRowError,
-    ) -> Result<(), ServiceError> {
-        progress.rejected += 1;
-        sqlx::query(
-            "INSERT INTO job_errors (job_id, line, field, reason) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (job_id, line) DO NOTHING",
-        )
-        .bind(id)
-        .bind(i64::try_from(error.line).unwrap_or(i64::MAX))
-        .bind(error.field)
-        .bind(error.reason)
-        .execute(self.resolver.database().pool())
-        .await?;
-        Ok(())
-    }
-
-    async fn checkpoint(&self, id: &str, progress: &Progress) -> Result<(), ServiceError> {
-        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        sqlx::query(
-            "UPDATE jobs SET rows_read = $1, accepted = $2, rejected = $3, \
-             customers_created = $4, customers_merged = $5, bytes_read = $6, updated_at = $7 \
-             WHERE id = $8",
-        )
-        .bind(n(progress.rows_read))
-        .bind(n(progress.accepted))
-        .bind(n(progress.rejected))
-        .bind(n(progress.customers_created))
-        .bind(n(progress.customers_merged))
-        .bind(n(progress.bytes_read))
-        .bind(now_millis())
-        .bind(id)
-        .execute(self.resolver.database().pool())
-        .await?;
-        Ok(())
+        ledger.checkpoint(checkpoint)
     }
 }
 
@@ -598,12 +604,123 @@ struct Progress {
     bytes_read: u64,
 }
 
+/// What a job writes about itself beside its chunks, rejected rows and checkpoints, written
+/// in order by a task of its own. On SQLite these writes queue for the writer slot behind the
+/// chunk being written, which holds the database's write lock for many seconds (a plain write
+/// on the pool would give up after its busy timeout), while the job reads on and resolves its
+/// next chunk.
+struct JobLedger {
+    entries: Option<mpsc::UnboundedSender<LedgerEntry>>,
+    task: Option<tokio::task::JoinHandle<Result<(), ServiceError>>>,
+}
+
+enum LedgerEntry {
+    Rejected(JobRowError),
+    /// The job's progress as far as it is stored: what a restart resumes from.
+    Checkpoint(Progress),
+}
+
+impl JobLedger {
+    fn start(db: Database, job: String) -> Self {
+        let (entries, mut noted) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Some(first) = noted.recv().await {
+                // Whatever queued up meanwhile goes in the same transaction.
+                let mut entries = vec![first];
+                while let Ok(more) = noted.try_recv() {
+                    entries.push(more);
+                }
+                write_ledger(&db, &job, entries).await?;
+            }
+            Ok(())
+        });
+        Self {
+            entries: Some(entries),
+            task: Some(task),
+        }
+    }
+
+    /// Counts a rejected row, and notes it with its line, field and reason.
+    fn reject(&self, progress: &mut Progress, error: JobRowError) -> Result<(), ServiceError> {
+        progress.rejected += 1;
+        self.note(LedgerEntry::Rejected(error))
+    }
+
+    fn checkpoint(&self, progress: Progress) -> Result<(), ServiceError> {
+        self.note(LedgerEntry::Checkpoint(progress))
+    }
+
+    fn note(&self, entry: LedgerEntry) -> Result<(), ServiceError> {
+        self.entries
+            .as_ref()
+            .and_then(|entries| entries.send(entry).ok())
+            .ok_or_else(|| ServiceError::Unavailable("the job's ledger stopped".to_owned()))
+    }
+
+    /// Waits until everything noted is written; the write's error, if one failed.
+    async fn close(&mut self) -> Result<(), ServiceError> {
+        self.entries.take();
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Writes a job's rejected rows and its last checkpoint among `entries` in one transaction.
+async fn write_ledger(
+    db: &Database,
+    job: &str,
+    entries: Vec<LedgerEntry>,
+) -> Result<(), ServiceError> {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let mut write = db.begin_side_write().await?;
+    let mut checkpoint = None;
+    for entry in entries {
+        match entry {
+            LedgerEntry::Rejected(error) => {
+                sqlx::query(
+                    "INSERT INTO job_errors (job_id, line, field, reason) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (job_id, line) DO NOTHING",
+                )
+                .bind(job)
+                .bind(n(error.line))
+                .bind(error.field)
+                .bind(error.reason)
+                .execute(&mut *write.tx)
+                .await?;
+            }
+            LedgerEntry::Checkpoint(progress) => checkpoint = Some(progress),
+        }
+    }
+    if let Some(progress) = checkpoint {
+        sqlx::query(
+            "UPDATE jobs SET rows_read = $1, accepted = $2, rejected = $3, \
+             customers_created = $4, customers_merged = $5, bytes_read = $6, updated_at = $7 \
+             WHERE id = $8",
+        )
+        .bind(n(progress.rows_read))
+        .bind(n(progress.accepted))
+        .bind(n(progress.rejected))
+        .bind(n(progress.customers_created))
+        .bind(n(progress.customers_merged))
+        .bind(n(progress.bytes_read))
+        .bind(now_millis())
+        .bind(job)
+        .execute(&mut *write.tx)
+        .await?;
+    }
+    write.tx.commit().await?;
+    Ok(())
+}
+
 /// A chunk being resolved and written while the job reads on.
 struct ChunkInFlight {
-    #[allow(clippy::type_complexity)]
-    task: tokio::task::JoinHandle<
-        Result<(Vec<IngestOutcome>, Option<ResidentRecords>), ServiceError>,
-    >,
+    task: tokio::task::JoinHandle<Result<Vec<IngestOutcome>, ServiceError>>,
+    /// Where the chunk hands on the job's image of the store, until the job takes it.
+    image: Option<oneshot::Receiver<Option<ResidentRecords>>>,
     /// Its rows.
     rows: u64,
     /// The job's progress at its last row, accepted rows of earlier chunks included.

@@ -12,13 +12,23 @@
 //! bulk writer lock, with the value after its previous chunk. On any difference (a record
 //! ingested or deleted through the API, a manual link, another job) the image is dropped and
 //! the job reads candidates from the store again, as before.
+//!
+//! A chunk takes itself into the image as soon as it is resolved, before it is written, so
+//! that the next chunk is resolved while it is written. The image then says so
+//! ([`ResidentRecords::take_pending`]): the next chunk writes only once that chunk is stored,
+//! and only if the store's graph-write count is then the one the image expects.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use c360_domain::{CustomerId, Profile, RecordKey};
+use c360_matching::compare::Field;
 use c360_matching::{batch, Features};
+use tokio::sync::oneshot;
+
+use crate::resolver::{name_values, StoredNames};
 
 /// One record as the image holds it: what a chunk compares it with and builds golden records
 /// from.
@@ -28,8 +38,6 @@ pub(crate) struct Resident {
     pub(crate) features: Features,
     /// Its blocking keys as [`batch::filed_key`] files them.
     pub(crate) filed: Vec<u64>,
-    pub(crate) first_seen_at: i64,
-    pub(crate) last_changed_at: i64,
 }
 
 /// A stored record at hand in a chunk, with its customer as the store has it now.
@@ -37,6 +45,8 @@ pub(crate) struct Resident {
 pub(crate) struct Held {
     pub(crate) resident: Arc<Resident>,
     pub(crate) customer_id: CustomerId,
+    pub(crate) first_seen_at: i64,
+    pub(crate) last_changed_at: i64,
 }
 
 /// What a chunk changed in the store, for the image: its new records' customers (in chunk
@@ -57,6 +67,8 @@ pub struct ResidentRecords {
     /// The store's graph-write count when the image last matched it.
     generation: u64,
     records: Vec<Arc<Resident>>,
+    /// When each record was written (first seen and last changed, for records this job wrote).
+    written_at: Vec<i64>,
     customer_of: Vec<u32>,
     customers: Vec<CustomerId>,
     customer_index: HashMap<CustomerId, u32>,
@@ -68,8 +80,15 @@ pub struct ResidentRecords {
     /// rows of a chunk are stored already, without a query over all its keys (seconds per
     /// chunk) and without a second copy of every key (16 bytes per record).
     by_key: Vec<(u64, u32)>,
+    /// How many records hold each name, as the store's name counts would say.
+    names: HashMap<(Field, String), u32>,
     /// Most records held: past it the image is dropped, and memory stays bounded.
     limit: usize,
+    /// Word that the last chunk taken in is stored, while it is being written.
+    pending: Option<oneshot::Receiver<()>>,
+    /// Set once a chunk found that the store changed beside the image: whoever holds it then
+    /// drops it.
+    spoiled: Arc<AtomicBool>,
 }
 
 impl ResidentRecords {
@@ -78,13 +97,55 @@ impl ResidentRecords {
         Self {
             generation,
             records: Vec::new(),
+            written_at: Vec::new(),
             customer_of: Vec::new(),
             customers: Vec::new(),
             customer_index: HashMap::new(),
             members: Vec::new(),
             blocks: HashMap::new(),
             by_key: Vec::new(),
+            names: HashMap::new(),
             limit,
+            pending: None,
+            spoiled: Arc::default(),
+        }
+    }
+
+    /// Whether a chunk found that the store changed beside the image, which then no longer
+    /// tells what the store holds.
+    pub fn is_spoiled(&self) -> bool {
+        self.spoiled.load(Ordering::SeqCst)
+    }
+
+    /// What a chunk resolved against the image sets when it finds the store changed beside it.
+    pub(crate) fn spoiled_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.spoiled)
+    }
+
+    /// Word that the last chunk taken in is stored (an error if its write failed), if it
+    /// was taken in before it was written; a chunk resolved against the image waits for it
+    /// before it writes.
+    pub(crate) fn take_pending(&mut self) -> Option<oneshot::Receiver<()>> {
+        self.pending.take()
+    }
+
+    /// The stored counts of the names of `features`, and the record total, as the store
+    /// holds them once the chunks taken in are stored: the image of a store that was empty
+    /// holds every record counted.
+    pub(crate) fn names_of(&self, features: &[&Features]) -> StoredNames {
+        let mut counts = HashMap::new();
+        for (field, value) in features.iter().flat_map(|f| name_values(f)) {
+            let key = (field, value.to_owned());
+            if counts.contains_key(&key) {
+                continue;
+            }
+            if let Some(&count) = self.names.get(&key) {
+                counts.insert(key, f64::from(count));
+            }
+        }
+        StoredNames {
+            total: self.records.len() as f64,
+            counts,
         }
     }
 
@@ -103,9 +164,13 @@ impl ResidentRecords {
 
     /// Records sharing a blocking key with any of `filed` (per new record), except in blocks
     /// larger than their cap, as [`crate::bulk_load`] reads them from the store; in slot order.
-    pub(crate) fn candidates(&self, filed: &[Vec<u64>], caps: (usize, usize)) -> Vec<u32> {
+    pub(crate) fn candidates<'a>(
+        &self,
+        filed: impl IntoIterator<Item = &'a [u64]>,
+        caps: (usize, usize),
+    ) -> Vec<u32> {
         let mut slots: Vec<u32> = Vec::new();
-        for &key in filed.iter().flatten() {
+        for &key in filed.into_iter().flatten() {
             if let Some(block) = self.blocks.get(&key) {
                 if block.len() <= batch::block_cap(key, caps.0, caps.1) {
                     slots.extend_from_slice(block);
@@ -137,6 +202,8 @@ impl ResidentRecords {
         Held {
             resident: Arc::clone(&self.records[s]),
             customer_id: self.customers[self.customer_of[s] as usize].clone(),
+            first_seen_at: self.written_at[s],
+            last_changed_at: self.written_at[s],
         }
     }
 
@@ -147,12 +214,19 @@ impl ResidentRecords {
             .map_or(&[], |&c| self.members[c as usize].as_slice())
     }
 
-    /// Takes in a chunk once it is committed: its new records, in chunk order, and what it
-    /// changed. Returns `None` when the image would grow past its limit.
-    pub(crate) fn admit(mut self, new: Vec<Resident>, changes: ChunkChanges) -> Option<Self> {
+    /// Takes in a chunk: its new records, in chunk order, and what it changed. With
+    /// `pending`, the chunk is not stored yet, and the receiver hears when it is. Returns
+    /// `None` when the image would grow past its limit.
+    pub(crate) fn admit(
+        mut self,
+        new: &[Arc<Resident>],
+        changes: ChunkChanges,
+        pending: Option<oneshot::Receiver<()>>,
+    ) -> Option<Self> {
         if self.records.len() + new.len() > self.limit {
             return None;
         }
+        self.pending = pending;
         for (survivor, absorbed) in changes.merged {
             let to = self.customer(survivor);
             for id in absorbed {
@@ -167,7 +241,7 @@ impl ResidentRecords {
             }
             self.members[to as usize].sort_unstable();
         }
-        for (resident, customer) in new.into_iter().zip(changes.customers) {
+        for (resident, customer) in new.iter().zip(changes.customers) {
             let slot = self.records.len() as u32;
             let c = self.customer(customer);
             for &key in &resident.filed {
@@ -176,7 +250,11 @@ impl ResidentRecords {
             let profile = &resident.profile;
             let hash = key_hash(profile.source.as_str(), profile.source_id.as_str());
             self.by_key.push((hash, slot));
-            self.records.push(Arc::new(resident));
+            for (field, value) in name_values(&resident.features) {
+                *self.names.entry((field, value.to_owned())).or_default() += 1;
+            }
+            self.records.push(Arc::clone(resident));
+            self.written_at.push(changes.now);
             self.customer_of.push(c);
             self.members[c as usize].push(slot);
         }
@@ -212,7 +290,7 @@ mod tests {
     use super::*;
     use c360_matching::blocking;
 
-    fn resident(source_id: &str, first: &str, last: &str, email: &str) -> Resident {
+    fn resident(source_id: &str, first: &str, last: &str, email: &str) -> Arc<Resident> {
         let input = serde_json::json!({
             "source": "crm", "source_id": source_id, "first_name": first, "last_name": last,
             "email": email,
@@ -220,13 +298,11 @@ mod tests {
         let profile = Profile::parse(&serde_json::from_value(input).unwrap()).unwrap();
         let features = Features::of(&profile);
         let filed = batch::filed_keys(&blocking::keys(&features));
-        Resident {
+        Arc::new(Resident {
             profile,
             features,
             filed,
-            first_seen_at: 1,
-            last_changed_at: 1,
-        }
+        })
     }
 
     fn customer(n: u8) -> CustomerId {
@@ -240,62 +316,111 @@ mod tests {
             resident("1", "Ann", "Lee", "ann@example.com"),
             resident("2", "Bo", "Ng", "bo@example.com"),
         );
-        let probe = vec![b.filed.clone()];
+        let probe = [b.filed.as_slice()];
         let image = image
             .admit(
-                vec![a, b],
+                &[a, Arc::clone(&b)],
                 ChunkChanges {
-                    now: 1,
+                    now: 5,
                     generation: 8,
                     customers: vec![customer(1), customer(2)],
                     merged: vec![],
                 },
+                None,
             )
             .unwrap();
         assert_eq!(image.generation(), 8);
-        assert_eq!(image.candidates(&probe, (200, 50)), vec![1]);
-        assert_eq!(image.held(1).customer_id, customer(2));
+        assert_eq!(image.candidates(probe, (200, 50)), vec![1]);
+        let held = image.held(1);
+        assert_eq!(held.customer_id, customer(2));
+        assert_eq!((held.first_seen_at, held.last_changed_at), (5, 5));
         let stored = |id: &str| image.holds(&RecordKey::parse("crm", id).unwrap());
         assert!(stored("1") && stored("2") && !stored("3"));
         assert!(!image.holds(&RecordKey::parse("pos", "1").unwrap()));
 
         let c = resident("3", "Ann", "Lee", "ann@example.com");
-        let image = image
+        let (stored, pending) = oneshot::channel();
+        let mut image = image
             .admit(
-                vec![c],
+                &[c],
                 ChunkChanges {
-                    now: 1,
+                    now: 6,
                     generation: 9,
                     customers: vec![customer(1)],
                     merged: vec![(customer(1), vec![customer(2)])],
                 },
+                Some(pending),
             )
             .unwrap();
         assert_eq!(image.members_of(&customer(1)), &[0, 1, 2]);
         assert!(image.members_of(&customer(2)).is_empty());
         assert_eq!(image.held(1).customer_id, customer(1));
+        assert_eq!(image.held(2).first_seen_at, 6);
+        let mut pending = image
+            .take_pending()
+            .expect("the last chunk is not stored yet");
+        assert!(image.take_pending().is_none());
+        assert!(pending.try_recv().is_err());
+        stored.send(()).unwrap();
+        assert!(pending.try_recv().is_ok());
+    }
+
+    #[test]
+    fn name_counts_are_those_of_the_records_held() {
+        let image = ResidentRecords::of_empty_store(0, 10);
+        let held = [
+            resident("1", "Ann", "Lee", "ann@example.com"),
+            resident("2", "Ann", "Ng", "ann.ng@example.com"),
+            resident("3", "Bo", "Lee", "bo@example.com"),
+        ];
+        let changes = ChunkChanges {
+            now: 1,
+            generation: 1,
+            customers: vec![customer(1), customer(2), customer(3)],
+            merged: vec![],
+        };
+        let image = image.admit(&held, changes, None).unwrap();
+        let probe = resident("4", "Ann", "Kim", "kim@example.com");
+        let names = image.names_of(&[&probe.features]);
+        assert_eq!(names.total, 3.0);
+        let count = |field, value: &str| names.counts.get(&(field, value.to_owned())).copied();
+        assert_eq!(count(Field::FirstName, "ann"), Some(2.0));
+        assert_eq!(
+            count(Field::LastName, "kim"),
+            None,
+            "a name no record holds"
+        );
+        assert_eq!(
+            count(Field::LastName, "lee"),
+            None,
+            "a name the probe does not hold"
+        );
+        assert!(!image.is_spoiled());
+        image.spoiled_flag().store(true, Ordering::SeqCst);
+        assert!(image.is_spoiled());
     }
 
     #[test]
     fn blocks_over_their_cap_give_no_candidates_and_the_limit_drops_the_image() {
         let image = ResidentRecords::of_empty_store(0, 3);
-        let same: Vec<Resident> = (0..3)
+        let same: Vec<Arc<Resident>> = (0..3)
             .map(|i| resident(&i.to_string(), "Ann", "Lee", "family@example.com"))
             .collect();
-        let probe = vec![same[0].filed.clone()];
+        let probe = [same[0].filed.as_slice()];
         let image = image
             .admit(
-                same,
+                &same,
                 ChunkChanges {
                     now: 1,
                     generation: 1,
                     customers: vec![customer(1), customer(2), customer(3)],
                     merged: vec![],
                 },
+                None,
             )
             .unwrap();
-        assert_eq!(image.candidates(&probe, (200, 50)), vec![0, 1, 2]);
-        assert!(image.candidates(&probe, (2, 2)).is_empty());
+        assert_eq!(image.candidates(probe, (200, 50)), vec![0, 1, 2]);
+        assert!(image.candidates(probe, (2, 2)).is_empty());
         let more = vec![resident("9", "Bo", "Ng", "bo@example.com")];
         let changes = ChunkChanges {
             now: 2,
@@ -303,6 +428,6 @@ mod tests {
             customers: vec![customer(4)],
             merged: vec![],
         };
-        assert!(image.admit(more, changes).is_none());
+        assert!(image.admit(&more, changes, None).is_none());
     }
 }

@@ -579,6 +579,15 @@ impl Resolver {
         Ok(self.record_total(&mut conn).await? as u64)
     }
 
+    /// Counts `records` a bulk chunk just stored in the cached record total, so that the next
+    /// chunk through the store weighs names against the same total as a chunk resolved
+    /// against the job's image of the store, which counts every record it holds.
+    pub(crate) fn count_stored(&self, records: u64) {
+        if let Ok(mut cached) = self.record_count.lock() {
+            cached.1 += records as f64;
+        }
+    }
+
     pub(crate) async fn record_total(&self, conn: &mut AnyConnection) -> Result<f64, StoreError> {
         if let Ok(cached) = self.record_count.lock() {
             if cached.0.elapsed() < RECORD_COUNT_TTL {

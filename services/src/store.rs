@@ -170,29 +170,40 @@ impl Database {
         let Some((pool, queue)) = &self.sqlite_writer else {
             return self.refresh_statistics_if_stale().await.map(|_| ());
         };
-        {
-            let mut last = self.statistics.last_checkpoint.lock().await;
-            if last.is_some_and(|at| at.elapsed() < Duration::from_secs(10)) {
-                return Ok(());
-            }
-            *last = Some(std::time::Instant::now());
+        if !self.checkpoint_due().await {
+            return Ok(());
         }
         // Holding the writer slot, so that no write of this process commits while the log is
         // copied back and reset; writes queue for the few milliseconds it takes when done
         // every 10 s.
         let _slot = queue.lock().await;
-        let started = std::time::Instant::now();
-        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_one(pool)
-            .await?;
-        let (busy, frames): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-        tracing::debug!(
-            busy,
-            frames,
-            ms = started.elapsed().as_millis() as u64,
-            "SQLite WAL checkpointed"
-        );
+        checkpoint(pool).await
+    }
+
+    /// Commits a bulk chunk's write; on SQLite, then checkpoints the WAL as [`Self::maintain`]
+    /// would, before the writer slot goes: the job's next chunk is queued for the slot already,
+    /// and a checkpoint queued behind it would hold the job back for a whole chunk.
+    pub async fn commit_bulk(&self, write: WriteTx) -> Result<(), StoreError> {
+        let WriteTx { tx, _writer: slot } = write;
+        tx.commit().await?;
+        if let Some((pool, _)) = &self.sqlite_writer {
+            if self.checkpoint_due().await {
+                checkpoint(pool).await?;
+            }
+        }
+        drop(slot);
         Ok(())
+    }
+
+    /// Whether the SQLite WAL was last checkpointed 10 s ago or more; if so, counts it as
+    /// checkpointed now.
+    async fn checkpoint_due(&self) -> bool {
+        let mut last = self.statistics.last_checkpoint.lock().await;
+        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(10)) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
     }
 
     /// Refreshes the planner's statistics when the store grew by a fifth since the last
@@ -513,6 +524,23 @@ pub fn pair_placeholders(start: usize, pairs: usize) -> String {
         .map(|i| format!("(${}, ${})", start + 2 * i, start + 2 * i + 1))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Copies SQLite's WAL back into the database and empties it. Run by the holder of the
+/// writer slot, so that no write of this process commits meanwhile.
+async fn checkpoint(pool: &AnyPool) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(pool)
+        .await?;
+    let (busy, frames): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    tracing::debug!(
+        busy,
+        frames,
+        ms = started.elapsed().as_millis() as u64,
+        "SQLite WAL checkpointed"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -771,20 +771,22 @@ async fn a_batch_sent_again_updates_what_changed_and_adds_the_rest(engine: Engin
     database.drop_database().await.unwrap();
 }
 
-/// `rows` prepared and resolved as a bulk job's chunk, with the job's image of the store.
+type Image = c360_services::resident::ResidentRecords;
+
+/// `rows` prepared and resolved as a bulk job's chunk, with the job's image of the store;
+/// the outcomes, and the image the chunk hands on.
 async fn ingest_holding(
     resolver: &c360_services::Resolver,
     rows: &[c360_domain::Profile],
-    image: Option<c360_services::resident::ResidentRecords>,
-) -> (
-    Vec<c360_domain::IngestOutcome>,
-    Option<c360_services::resident::ResidentRecords>,
-) {
+    image: Option<Image>,
+) -> (Vec<c360_domain::IngestOutcome>, Option<Image>) {
     let batch = c360_services::bulk_load::PreparedBatch::of(rows.to_vec()).unwrap();
-    resolver
-        .ingest_prepared(batch, image, &|_| {})
+    let (hand_on, handed_on) = tokio::sync::oneshot::channel();
+    let outcomes = resolver
+        .ingest_prepared(batch, image, &|_| {}, hand_on)
         .await
-        .unwrap()
+        .unwrap();
+    (outcomes, handed_on.await.unwrap())
 }
 
 async fn merged_customers(db: &c360_services::Database) -> i64 {
@@ -819,10 +821,10 @@ async fn partition(db: &c360_services::Database) -> std::collections::BTreeSet<V
 }
 
 /// A bulk job that started on an empty store resolves its later chunks against the records
-/// it holds in memory: the same outcomes and the same customers as chunks that read their
-/// candidates and members from the store. A write beside the job (a record through the API)
-/// makes it drop what it holds, and so does growing past its limit; a store that is not empty
-/// gives no image at all.
+/// it holds in memory, one while the one before it is still written: the same outcomes and
+/// the same customers as chunks that read their candidates and members from the store. A
+/// write beside the job (a record through the API) makes it drop what it holds, and so does
+/// growing past its limit; a store that is not empty gives no image at all.
 async fn chunks_resolved_against_the_records_held_in_memory_store_the_same_customers(
     engine: Engine,
 ) {
@@ -839,15 +841,6 @@ async fn chunks_resolved_against_the_records_held_in_memory_store_the_same_custo
         image = kept;
         assert_eq!(outcomes, other.ingest_batch(chunk).await.unwrap());
     }
-    // Rows sent again, which the image knows are stored: they come back unchanged.
-    let again = &profiles[240..260];
-    let (outcomes, kept) = ingest_holding(&resolver, again, image.take()).await;
-    assert_eq!(
-        outcomes,
-        vec![c360_domain::IngestOutcome::Unchanged; again.len()]
-    );
-    assert_eq!(outcomes, other.ingest_batch(again).await.unwrap());
-    image = kept;
     assert!(
         merged_customers(&db).await > 0,
         "later chunks merged customers of earlier ones"
@@ -858,13 +851,53 @@ async fn chunks_resolved_against_the_records_held_in_memory_store_the_same_custo
         merged_customers(&other_db).await
     );
 
-    // A record ingested beside the job: the next chunk reads the store, and the image goes.
-    resolver.ingest(profiles[1_000].clone()).await.unwrap();
-    other.ingest(profiles[1_000].clone()).await.unwrap();
-    let rest = &profiles[1_001..];
-    let (outcomes, kept) = ingest_holding(&resolver, rest, image.take()).await;
-    assert!(kept.is_none(), "the store changed beside the job");
-    assert_eq!(outcomes, other.ingest_batch(rest).await.unwrap());
+    // A chunk resolved against the image while the one before it is still being written
+    // (as a job does), the one after it against the store.
+    let (first, second) = (&profiles[1_000..1_050], &profiles[1_050..1_100]);
+    let batch = c360_services::bulk_load::PreparedBatch::of(first.to_vec()).unwrap();
+    let (hand_on, handed_on) = tokio::sync::oneshot::channel();
+    let writing = {
+        let resolver = resolver.clone();
+        tokio::spawn(async move {
+            resolver
+                .ingest_prepared(batch, image, &|_| {}, hand_on)
+                .await
+                .unwrap()
+        })
+    };
+    let image = handed_on.await.unwrap();
+    assert_eq!(image.as_ref().map(Image::len), Some(held + first.len()));
+    let (outcomes, kept) = ingest_holding(&resolver, second, image).await;
+    assert_eq!(
+        writing.await.unwrap(),
+        other.ingest_batch(first).await.unwrap()
+    );
+    assert_eq!(outcomes, other.ingest_batch(second).await.unwrap());
+    assert_eq!(partition(&db).await, partition(&other_db).await);
+
+    // A record ingested beside the job: the next chunk, resolved against the image, finds
+    // the store changed when it writes, spoils the image and goes again through the store.
+    resolver.ingest(profiles[1_100].clone()).await.unwrap();
+    other.ingest(profiles[1_100].clone()).await.unwrap();
+    let next = &profiles[1_101..1_150];
+    let (outcomes, kept) = ingest_holding(&resolver, next, kept).await;
+    assert!(
+        kept.as_ref().is_some_and(Image::is_spoiled),
+        "the store changed beside the job"
+    );
+    assert_eq!(outcomes, other.ingest_batch(next).await.unwrap());
+    assert_eq!(partition(&db).await, partition(&other_db).await);
+
+    // Rows sent again, with new ones: the stored ones come back unchanged, the new ones are
+    // stored, through the store now.
+    let again = &profiles[1_140..];
+    let (outcomes, kept) = ingest_holding(&resolver, again, kept).await;
+    assert!(kept.is_none());
+    assert_eq!(
+        outcomes[..10],
+        vec![c360_domain::IngestOutcome::Unchanged; 10]
+    );
+    assert_eq!(outcomes, other.ingest_batch(again).await.unwrap());
     assert_eq!(partition(&db).await, partition(&other_db).await);
     assert!(
         resolver
