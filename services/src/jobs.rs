@@ -322,8 +322,9 @@ impl Jobs {
         let mut ledger = JobLedger::start(self.resolver.database().clone(), id.to_owned());
         let outcome = self.run_with(id, &mut ledger).await;
         // What the job noted before it stopped (an error, a shutdown) is written all the same.
+        // A failed write of the ledger is the cause of a job stopped on "ledger stopped".
         let noted = ledger.close().await;
-        outcome.and(noted)
+        noted.and(outcome)
     }
 
     /// [`Self::run`], noting rejected rows and checkpoints in `ledger`.
