@@ -20,7 +20,8 @@ on_both_engines!(
 );
 
 /// Batch resolution (`c360 resolve`) and a bulk upload of the same file give the same
-/// partition into customers, within the bound the README states.
+/// partition into customers, within the bound the README states: uploaded in one chunk, and
+/// in six, each resolved while the one before it is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_and_batch_resolution_agree() {
     use std::collections::{BTreeMap, BTreeSet};
@@ -31,24 +32,6 @@ async fn an_upload_and_batch_resolution_agree() {
         serde_json::to_writer(&mut body, &r.input).unwrap();
         body.push(b'\n');
     }
-    let app = TestApp::spawn(Engine::Sqlite).await;
-    let (status, job) = upload(&app, "application/x-ndjson", body).await;
-    assert_eq!(status, 202, "{job}");
-    let job = finished(&app, &job).await;
-    assert_eq!(job["rejected"], 0, "{job}");
-    let export = app.get_text("/v1/exports/assignments").await;
-    let mut uploaded: BTreeMap<String, String> = BTreeMap::new();
-    for line in export.lines().skip(1) {
-        let mut parts = line.split(',');
-        let (source, id, customer) = (
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-        );
-        uploaded.insert(format!("{source}/{id}"), customer.to_owned());
-    }
-    app.stop().await;
-
     let features: Vec<c360_matching::Features> = records
         .iter()
         .map(|r| c360_matching::Features::of(&c360_domain::Profile::parse(&r.input).unwrap()))
@@ -72,15 +55,47 @@ async fn an_upload_and_batch_resolution_agree() {
         }
         out
     };
-    let by_upload = pairs(&|i, j| uploaded[&key(&records[i])] == uploaded[&key(&records[j])]);
     let by_batch = pairs(&|i, j| batch.customer[i] == batch.customer[j]);
-    let differing = by_upload.symmetric_difference(&by_batch).count();
-    let total = by_upload.union(&by_batch).count().max(1);
-    eprintln!("{differing} of {total} same-customer pairs differ between upload and batch");
-    assert!(
-        differing * 100 <= total * 3,
-        "{differing} of {total} pairs differ between the upload and c360 resolve"
-    );
+
+    for chunk_rows in [None, Some(100)] {
+        let app = TestApp::spawn_with(Engine::Sqlite, |c| {
+            if let Some(rows) = chunk_rows {
+                c.bulk_chunk_rows = rows;
+                c.bulk_max_chunk_rows = rows;
+            }
+        })
+        .await;
+        let (status, job) = upload(&app, "application/x-ndjson", body.clone()).await;
+        assert_eq!(status, 202, "{job}");
+        let job = finished(&app, &job).await;
+        assert_eq!(job["rejected"], 0, "{job}");
+        assert_eq!(job["accepted"], records.len(), "{job}");
+        let export = app.get_text("/v1/exports/assignments").await;
+        let mut uploaded: BTreeMap<String, String> = BTreeMap::new();
+        for line in export.lines().skip(1) {
+            let mut parts = line.split(',');
+            let (source, id, customer) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            );
+            uploaded.insert(format!("{source}/{id}"), customer.to_owned());
+        }
+        app.stop().await;
+        assert_eq!(uploaded.len(), records.len());
+
+        let by_upload = pairs(&|i, j| uploaded[&key(&records[i])] == uploaded[&key(&records[j])]);
+        let differing = by_upload.symmetric_difference(&by_batch).count();
+        let total = by_upload.union(&by_batch).count().max(1);
+        let chunks = chunk_rows.map_or("one chunk".to_owned(), |rows| format!("{rows}-row chunks"));
+        eprintln!(
+            "{chunks}: {differing} of {total} same-customer pairs differ between upload and batch"
+        );
+        assert!(
+            differing * 100 <= total * 3,
+            "{chunks}: {differing} of {total} pairs differ between the upload and c360 resolve"
+        );
+    }
 }
 
 /// A stored customer is joined whole or not at all: the guard rails check the new record
