@@ -31,10 +31,11 @@ use tokio::sync::oneshot;
 
 use crate::resident::{ChunkChanges, Held, Resident, ResidentRecords};
 use crate::resolver::{
-    absorb_all, apply_name_counts, cannot_links_among, customer_of_each, filed, in_order,
-    insert_edges, insert_new_records, name_changes, new_customer_id, now_millis, record_from_row,
-    records_of_customers_except, to_json, to_time, update_customers, write_index, CustomerSummary,
-    IndexRows, NameCounts, NewRecordRows, Review, StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
+    absorb_all, apply_name_counts, cannot_links_among, filed, in_order, insert_edges,
+    insert_new_records, name_changes, new_customer_id, now_millis, record_from_row,
+    records_of_customers_except, settled_without_write, stored_versions, to_json, to_time,
+    update_customers, write_index, CustomerSummary, IndexRows, NameCounts, NewRecordRows, Review,
+    StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
 };
 use crate::store::{execute_json_rows, json_rows, json_rows_param, WriteTx};
 use crate::Resolver;
@@ -256,37 +257,49 @@ impl Resolver {
         } = batch;
         let mut outcomes = vec![IngestOutcome::Unchanged; fresh.len() + repeats.len()];
         let keys = chunk.records.iter().map(|record| record.profile.key());
-        let stored: HashSet<RecordKey> = match &resident {
+        // The stored version of each record that is stored already.
+        let stored: HashMap<RecordKey, (Profile, Option<i64>)> = match &resident {
             // The image holds every record stored, or being stored, by the job's earlier
             // chunks: no need to ask the store about every key (seconds per chunk). Should the
             // store have changed beside it, this chunk's write finds out and starts again.
-            Some(image) => keys.filter(|key| image.holds(key)).collect(),
+            Some(image) => keys
+                .filter_map(|key| {
+                    let held = image.held_profile(&key)?;
+                    let updated_at = held.updated_at.map(|t| t.timestamp_millis());
+                    Some((key, (held.clone(), updated_at)))
+                })
+                .collect(),
             None => {
                 let mut conn = self.db.pool().acquire().await?;
                 if store_is_empty(&mut conn).await? {
                     // Into an empty store (a first load) nothing is stored yet.
-                    HashSet::new()
+                    HashMap::new()
                 } else {
                     let keys: Vec<RecordKey> = keys.collect();
-                    customer_of_each(&mut conn, &keys)
-                        .await?
-                        .into_keys()
-                        .collect()
+                    stored_versions(&mut conn, &keys).await?
                 }
             }
         };
         if !stored.is_empty() {
-            // Records already stored (a file sent again) are updates: they go one by one, and
-            // the chunk is prepared again without them.
+            // Records already stored (a file sent again): those that change nothing are
+            // settled here, as record-by-record ingest would settle them, without a write
+            // (which would also cost the job its image). Updates go one by one after the
+            // chunk, which is prepared again without them.
             report(ChunkStage::Preparing);
             let mut new = Vec::new();
             let mut still_fresh = Vec::new();
             for (i, profile) in fresh.into_iter().zip(chunk.into_profiles()) {
-                if stored.contains(&profile.key()) {
-                    repeats.push((i, profile));
-                } else {
-                    still_fresh.push(i);
-                    new.push(profile);
+                match stored.get(&profile.key()) {
+                    Some((version, updated_at)) => {
+                        match settled_without_write(version, *updated_at, &profile) {
+                            Some(outcome) => outcomes[i] = outcome,
+                            None => repeats.push((i, profile)),
+                        }
+                    }
+                    None => {
+                        still_fresh.push(i);
+                        new.push(profile);
+                    }
                 }
             }
             fresh = still_fresh;
@@ -344,7 +357,9 @@ impl Resolver {
                 tracing::warn!(error = %error, "customer views of a bulk chunk not published yet");
             }
         }
-        if !repeats.is_empty() {
+        // Rows written one by one beside the image leave it behind the store.
+        let one_by_one = !repeats.is_empty();
+        if one_by_one {
             report(ChunkStage::OneByOne);
             // Re-sent rows of the job's previous chunk are found in the store once it is stored.
             if let Some(previous) = resident.as_mut().and_then(ResidentRecords::take_pending) {
@@ -355,9 +370,9 @@ impl Resolver {
             outcomes[i] = self.ingest(profile).await?.outcome;
         }
         if let Some(hand_on) = hand_on {
-            // The image goes on as it came if the batch wrote nothing at all, else not at all:
-            // either this batch went through the store, or it wrote rows one by one beside it.
-            let _ = hand_on.send(resident.filter(|_| outcomes.is_empty()));
+            // Still here if no chunk went through it: the image goes on as it came, unless
+            // rows were written one by one beside it.
+            let _ = hand_on.send(resident.filter(|_| !one_by_one));
         }
         Ok(outcomes)
     }

@@ -182,15 +182,15 @@ impl ResidentRecords {
         slots
     }
 
-    /// Whether the image holds the record `key`, which is then stored.
-    pub(crate) fn holds(&self, key: &RecordKey) -> bool {
+    /// The record `key` as the image holds it (and so as it is stored), if it does.
+    pub(crate) fn held_profile(&self, key: &RecordKey) -> Option<&Profile> {
         let hash = key_hash(key.source.as_str(), key.source_id.as_str());
         let from = self.by_key.partition_point(|&(h, _)| h < hash);
         self.by_key[from..]
             .iter()
             .take_while(|&&(h, _)| h == hash)
-            .any(|&(_, slot)| {
-                let held = &self.records[slot as usize].profile;
+            .map(|&(_, slot)| &self.records[slot as usize].profile)
+            .find(|held| {
                 held.source.as_str() == key.source.as_str()
                     && held.source_id.as_str() == key.source_id.as_str()
             })
@@ -334,9 +334,15 @@ mod tests {
         let held = image.held(1);
         assert_eq!(held.customer_id, customer(2));
         assert_eq!((held.first_seen_at, held.last_changed_at), (5, 5));
-        let stored = |id: &str| image.holds(&RecordKey::parse("crm", id).unwrap());
-        assert!(stored("1") && stored("2") && !stored("3"));
-        assert!(!image.holds(&RecordKey::parse("pos", "1").unwrap()));
+        let held = |source: &str, id: &str| {
+            image
+                .held_profile(&RecordKey::parse(source, id).unwrap())
+                .map(|p| p.source_id.as_str().to_owned())
+        };
+        assert_eq!(held("crm", "1").as_deref(), Some("1"));
+        assert_eq!(held("crm", "2").as_deref(), Some("2"));
+        assert_eq!(held("crm", "3"), None);
+        assert_eq!(held("pos", "1"), None);
 
         let c = resident("3", "Ann", "Lee", "ann@example.com");
         let (stored, pending) = oneshot::channel();

@@ -293,18 +293,10 @@ impl Resolver {
         let existing = load_record(&mut write.tx, &key).await?;
 
         if let Some(stored) = &existing {
-            let incoming = profile.updated_at.map(|t| t.timestamp_millis());
-            if let (Some(new), Some(old)) = (incoming, stored.source_updated_at) {
-                if new < old {
-                    write.tx.commit().await?;
-                    let result = unchanged(key, stored, IngestOutcome::IgnoredStale);
-                    return Ok((result, NameCounts::new()));
-                }
-            }
-            if stored.profile.same_content(profile) {
+            let settled = settled_without_write(&stored.profile, stored.source_updated_at, profile);
+            if let Some(outcome) = settled {
                 write.tx.commit().await?;
-                let result = unchanged(key, stored, IngestOutcome::Unchanged);
-                return Ok((result, NameCounts::new()));
+                return Ok((unchanged(key, stored, outcome), NameCounts::new()));
             }
         }
 
@@ -947,6 +939,25 @@ pub(crate) struct Recomputed {
     created: Vec<CustomerId>,
 }
 
+/// What a record sent again comes to when it changes nothing, against the version stored
+/// (`stored`, with the source's `updated_at` it was stored with): ignored as stale when it is
+/// older, unchanged when it holds the same content; `None` when it is an update.
+pub(crate) fn settled_without_write(
+    stored: &Profile,
+    stored_updated_at: Option<i64>,
+    incoming: &Profile,
+) -> Option<IngestOutcome> {
+    let incoming_updated_at = incoming.updated_at.map(|t| t.timestamp_millis());
+    if let (Some(new), Some(old)) = (incoming_updated_at, stored_updated_at) {
+        if new < old {
+            return Some(IngestOutcome::IgnoredStale);
+        }
+    }
+    stored
+        .same_content(incoming)
+        .then_some(IngestOutcome::Unchanged)
+}
+
 fn unchanged(key: RecordKey, stored: &StoredRecord, outcome: IngestOutcome) -> IngestResult {
     IngestResult {
         record: key,
@@ -1097,6 +1108,27 @@ pub(crate) async fn customer_of_each(
             key_from_row(&row, 0)?,
             parse_customer_id(&row.try_get::<String, _>(2)?)?,
         );
+    }
+    Ok(out)
+}
+
+/// The stored version of each of `keys` that is stored: its profile and the source's
+/// `updated_at` it was stored with.
+pub(crate) async fn stored_versions(
+    conn: &mut AnyConnection,
+    keys: &[RecordKey],
+) -> Result<HashMap<RecordKey, (Profile, Option<i64>)>, StoreError> {
+    let sql = format!(
+        "SELECT source, source_id, profile, source_updated_at FROM records \
+         WHERE (source, source_id) IN (SELECT c0, c1 FROM {})",
+        json_rows(conn, 1, 2, "v")
+    );
+    let mut out = HashMap::new();
+    for row in fetch_json_rows(conn, &sql, &key_rows(keys)).await? {
+        let profile: String = row.try_get(2)?;
+        let profile = serde_json::from_str(&profile)
+            .map_err(|e| StoreError::Corrupt(format!("record profile: {e}")))?;
+        out.insert(key_from_row(&row, 0)?, (profile, row.try_get(3)?));
     }
     Ok(out)
 }

@@ -866,8 +866,20 @@ async fn chunks_resolved_against_the_records_held_in_memory_store_the_same_custo
         merged_customers(&other_db).await
     );
 
+    // Rows sent again unchanged: settled against the image without a write, which keeps it.
+    let again = &profiles[240..260];
+    let (outcomes, kept) = ingest_holding(&resolver, again, image.take()).await;
+    assert_eq!(
+        outcomes,
+        vec![c360_domain::IngestOutcome::Unchanged; again.len()]
+    );
+    assert_eq!(outcomes, other.ingest_batch(again).await.unwrap());
+    assert_eq!(kept.as_ref().map(Image::len), Some(held));
+    assert!(kept.as_ref().is_some_and(|image| !image.is_spoiled()));
+    let image = kept;
+
     // A chunk resolved against the image while the one before it is still being written
-    // (as a job does), the one after it against the store.
+    // (as a job does), the one after it against the image that chunk handed on.
     let (first, second) = (&profiles[1_000..1_050], &profiles[1_050..1_100]);
     let batch = c360_services::bulk_load::PreparedBatch::of(first.to_vec()).unwrap();
     let (hand_on, handed_on) = tokio::sync::oneshot::channel();
