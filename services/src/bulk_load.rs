@@ -7,8 +7,13 @@
 //! records against all its members (not only the candidates), and its golden record is
 //! recomputed from what is in memory and written with the others in one statement. Stored
 //! customers are clusters that can grow or merge but never split here. Records whose key is
-//! already stored, or repeats within the chunk, go through the record-by-record path after the
-//! chunk, in order.
+//! already stored are settled against the stored version when they change nothing; updates,
+//! and repeats within the chunk, go through the record-by-record path after the chunk, in
+//! order.
+//!
+//! A bulk job that holds the store's records in memory ([`crate::resident`]) resolves a chunk
+//! without reading the store, and hands its image on to the next chunk before writing: one
+//! chunk is resolved while the one before it is written.
 //!
 //! Rows travel to and from the database as one JSON value per statement
 //! ([`crate::store::json_rows`]), and the database sizes up blocks and reads the candidates in
