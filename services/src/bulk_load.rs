@@ -234,8 +234,9 @@ impl Resolver {
     /// each record's outcome, in input order. The image of the store's records the batch was
     /// given goes on through `hand_on` with the batch in it (see [`crate::resident`]): as soon
     /// as the batch is resolved, so that the next batch is resolved while this one is written.
-    /// Without an image, or when one cannot go on (re-sent rows are written one by one beside
-    /// it, or it grew past its limit), `hand_on` hears once the batch is stored.
+    /// Without an image, or when one cannot go on (rows updating stored records are written
+    /// one by one beside it, or it grew past its limit), `hand_on` hears once the batch is
+    /// stored.
     pub async fn ingest_prepared(
         &self,
         batch: PreparedBatch,
