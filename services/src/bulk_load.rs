@@ -327,8 +327,8 @@ impl Resolver {
             let written = chunk.records.len() as u64;
             let chunk_outcomes = match resident.take() {
                 Some(image) => {
-                    // Re-sent rows go one by one beside the image after the chunk: the next
-                    // chunk could not trust it.
+                    // Updates of stored records go one by one beside the image after the
+                    // chunk: the next chunk could not trust it.
                     let mut kept_back = None;
                     let early = if repeats.is_empty() {
                         &mut hand_on

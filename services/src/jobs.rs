@@ -415,14 +415,13 @@ impl Jobs {
                 }
             }
             // A chunk stored while the next one filled counts at once.
-            while in_flight.front().is_some_and(ChunkInFlight::is_finished) {
-                if let Some(flight) = in_flight.pop_front() {
-                    self.land(ledger, flight, &mut progress, &mut resident)
-                        .await?;
-                }
-            }
+            let stored = |flights: &VecDeque<ChunkInFlight>| {
+                flights.front().is_some_and(ChunkInFlight::is_finished)
+            };
+            self.land_while(ledger, &mut in_flight, &mut progress, &mut resident, stored)
+                .await?;
             let stopping = self.stopping.load(Ordering::SeqCst);
-            let writing: u64 = in_flight.iter().map(|flight| flight.rows).sum();
+            let writing = rows_in_flight(&in_flight);
             // A slow upload is written every second, so that its progress shows; a fast one
             // fills its chunks first.
             let chunk_rows = self
@@ -443,41 +442,35 @@ impl Jobs {
                     tokio::task::spawn_blocking(move || PreparedBatch::of(chunk))
                 });
                 // Meanwhile the stage is that of the chunks in flight.
-                let writing: u64 = in_flight.iter().map(|flight| flight.rows).sum();
-                live.update(progress, writing + filled, false);
+                live.update(progress, rows_in_flight(&in_flight) + filled, false);
+                let launched = preparing.is_some();
                 if let Some(preparing) = preparing {
                     // One chunk resolved while the one before it is written, no more: each
                     // holds its rows in memory.
-                    while in_flight.len() >= MAX_CHUNKS_IN_FLIGHT {
-                        if let Some(flight) = in_flight.pop_front() {
-                            self.land(ledger, flight, &mut progress, &mut resident)
-                                .await?;
-                        }
-                    }
+                    let full =
+                        |flights: &VecDeque<ChunkInFlight>| flights.len() >= MAX_CHUNKS_IN_FLIGHT;
+                    self.land_while(ledger, &mut in_flight, &mut progress, &mut resident, full)
+                        .await?;
                     // The image of the store comes from the newest chunk in flight, once that
                     // one is resolved (or stored), else from the job.
                     let image = match in_flight.back_mut().and_then(|f| f.image.take()) {
                         Some(handed_on) => handed_on.await.ok().flatten(),
                         None => resident.take(),
                     };
-                    let flight = self.launch(&live, preparing, image, filled, progress);
-                    in_flight.push_back(flight);
-                    if ended || stopping {
-                        while let Some(flight) = in_flight.pop_front() {
-                            self.land(ledger, flight, &mut progress, &mut resident)
-                                .await?;
-                        }
-                    }
-                } else {
-                    while let Some(flight) = in_flight.pop_front() {
-                        self.land(ledger, flight, &mut progress, &mut resident)
-                            .await?;
-                    }
+                    in_flight.push_back(self.launch(&live, preparing, image, filled, progress));
+                }
+                if ended || stopping || !launched {
+                    let any = |flights: &VecDeque<ChunkInFlight>| !flights.is_empty();
+                    self.land_while(ledger, &mut in_flight, &mut progress, &mut resident, any)
+                        .await?;
+                }
+                if !launched {
+                    // No chunk to carry them: rows read (and rejected) since are checkpointed.
                     ledger.checkpoint(progress)?;
                 }
                 chunk_started = Instant::now();
             }
-            let writing: u64 = in_flight.iter().map(|flight| flight.rows).sum();
+            let writing = rows_in_flight(&in_flight);
             live.update(progress, writing + chunk.len() as u64, in_flight.is_empty());
             if stopping && !ended {
                 drop(batches);
@@ -558,6 +551,24 @@ impl Jobs {
             rows,
             through,
         }
+    }
+
+    /// Lands the chunks in flight, oldest first, for as long as `more` says so.
+    async fn land_while(
+        &self,
+        ledger: &JobLedger,
+        in_flight: &mut VecDeque<ChunkInFlight>,
+        progress: &mut Progress,
+        resident: &mut Option<ResidentRecords>,
+        more: impl Fn(&VecDeque<ChunkInFlight>) -> bool,
+    ) -> Result<(), ServiceError> {
+        while more(in_flight) {
+            let Some(flight) = in_flight.pop_front() else {
+                break;
+            };
+            self.land(ledger, flight, progress, resident).await?;
+        }
+        Ok(())
     }
 
     /// Waits for a chunk to be stored, counts its outcomes, and saves the checkpoint after
@@ -715,6 +726,11 @@ async fn write_ledger(
     }
     write.tx.commit().await?;
     Ok(())
+}
+
+/// The valid rows of the chunks in flight: read, not stored yet.
+fn rows_in_flight(in_flight: &VecDeque<ChunkInFlight>) -> u64 {
+    in_flight.iter().map(|flight| flight.rows).sum()
 }
 
 /// A chunk being resolved and written while the job reads on.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyConnection, AnyPool, Executor, Row};
+use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::StoreError;
@@ -313,19 +313,13 @@ impl Database {
     /// How many transactions have written to the graph, as of `write`'s start. Read under
     /// [`Self::begin_bulk_write`], no other writer is half-way through.
     pub async fn graph_writes(&self, write: &mut WriteTx) -> Result<u64, StoreError> {
-        self.graph_writes_seen_by(&mut write.tx).await
-    }
-
-    /// The store's graph-write count as `conn` sees it: outside a write transaction, what
-    /// was committed when it asks.
-    pub async fn graph_writes_seen_by(&self, conn: &mut AnyConnection) -> Result<u64, StoreError> {
         let sql = match self.engine {
             Engine::Sqlite => "SELECT n FROM graph_writes",
             Engine::Postgres => {
                 "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM graph_writes"
             }
         };
-        let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut *conn).await?;
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut *write.tx).await?;
         Ok(n as u64)
     }
 

@@ -73,12 +73,7 @@ async fn an_upload_and_batch_resolution_agree() {
         let export = app.get_text("/v1/exports/assignments").await;
         let mut uploaded: BTreeMap<String, String> = BTreeMap::new();
         for line in export.lines().skip(1) {
-            let mut parts = line.split(',');
-            let (source, id, customer) = (
-                parts.next().unwrap(),
-                parts.next().unwrap(),
-                parts.next().unwrap(),
-            );
+            let (source, id, customer) = assignment(line);
             uploaded.insert(format!("{source}/{id}"), customer.to_owned());
         }
         app.stop().await;
@@ -165,6 +160,13 @@ fn good_rows(n: usize, first_line: usize) -> Vec<(usize, String)> {
             )
         })
         .collect()
+}
+
+/// A line of an assignments CSV: source, source id, customer id.
+fn assignment(line: &str) -> (&str, &str, &str) {
+    let mut parts = line.split(',');
+    let mut next = || parts.next().expect("three columns");
+    (next(), next(), next())
 }
 
 async fn upload(app: &TestApp, media: &str, body: Vec<u8>) -> (u16, Value) {
@@ -523,12 +525,7 @@ async fn resolve_with_store_fills_the_store_the_service_serves() {
     let server = c360_api::RunningServer::start(config).await.unwrap();
     let client = reqwest::Client::new();
     for line in lines.iter().take(20) {
-        let mut parts = line.split(',');
-        let (source, id, customer) = (
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-        );
+        let (source, id, customer) = assignment(line);
         let record: Value = client
             .get(format!("http://{}/v1/records/{source}/{id}", server.addr))
             .send()
