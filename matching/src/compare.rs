@@ -181,11 +181,8 @@ fn first_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
         return EXACT;
     }
     let nicknames = Nicknames::shipped();
-    let (fa, fb) = (
-        a.text.split(' ').next().unwrap_or(""),
-        b.text.split(' ').next().unwrap_or(""),
-    );
-    if fa == fb || a.canonical == b.canonical || nicknames.related(fa, fb) {
+    let (fa, fb) = (a.first_word(), b.first_word());
+    if a.first_words_related(b) || a.canonical == b.canonical {
         return 2;
     }
     let similarity = jaro_winkler_from(&a.text, &b.text, 0.8);
@@ -196,7 +193,7 @@ fn first_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
     // (Mary and Mark, Gary and Mary, Brenda and Brian): not a typo of one. Household members
     // share a surname, an address and a phone, and such pairs were most of the false links
     // that a merely similar first name let through (F1 0.9657 to 0.9676 on generated data).
-    if nicknames.is_known(fa) && nicknames.is_known(fb) {
+    if a.first_word_is_known() && b.first_word_is_known() {
         return 5;
     }
     // One typo (an edit or a transposition) is close however short the names: Jaro-Winkler
@@ -232,8 +229,10 @@ fn first_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
 
 fn last_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
     // Hyphenated or double surnames: one part equal to the other name is a close match.
-    let part_of = |x: &str, y: &str| y.split(' ').any(|p| p == x);
-    if a.text != b.text && (part_of(&a.text, &b.text) || part_of(&b.text, &a.text)) {
+    let part_of = |x: &NameFeature, y: &NameFeature| {
+        y.has_several_words() && y.text.split(' ').any(|p| p == x.text)
+    };
+    if a.text != b.text && (part_of(a, b) || part_of(b, a)) {
         return 2;
     }
     graded(

@@ -15,22 +15,32 @@ pub struct NameFeature {
     pub canonical: String,
     /// Double Metaphone of the whole name.
     pub phonetic: String,
+    /// The byte length of the first word of `text`.
+    first_word_len: usize,
+    /// The nickname groups of the first word (empty when the table does not know it), looked
+    /// up once here: pair scoring asks whether two first names share a group for most pairs
+    /// whose names differ, and hashing both names for every such pair was most of the time it
+    /// spent on first names.
+    nickname_groups: Box<[u32]>,
 }
 
 impl NameFeature {
-    fn new(raw: &str, canonicalize: bool) -> Option<Self> {
+    pub(crate) fn new(raw: &str, canonicalize: bool) -> Option<Self> {
         let text = name::clean(raw);
         if text.is_empty() {
             return None;
         }
         let first_word = text.split(' ').next().unwrap_or(&text);
+        let nicknames = name::Nicknames::shipped();
         let canonical = if canonicalize {
-            name::Nicknames::shipped().canonical(first_word).to_owned()
+            nicknames.canonical(first_word).to_owned()
         } else {
             first_word.to_owned()
         };
         let phonetic = name::phonetic(&text);
         Some(Self {
+            first_word_len: first_word.len(),
+            nickname_groups: nicknames.groups_of(first_word).into(),
             text,
             canonical,
             phonetic,
@@ -39,6 +49,31 @@ impl NameFeature {
 
     pub fn initial(&self) -> char {
         self.text.chars().next().unwrap_or('_')
+    }
+
+    /// The first word of the name: `mary` of `mary jane`.
+    pub fn first_word(&self) -> &str {
+        &self.text[..self.first_word_len]
+    }
+
+    /// Whether the name has more than one word: `mary jane`, `garcia lopez`.
+    pub fn has_several_words(&self) -> bool {
+        self.first_word_len < self.text.len()
+    }
+
+    /// Whether the nickname table knows the first word.
+    pub fn first_word_is_known(&self) -> bool {
+        !self.nickname_groups.is_empty()
+    }
+
+    /// Whether the first words can be one person's given name: equal, or in one nickname
+    /// group (as [`name::Nicknames::related`] answers for them).
+    pub fn first_words_related(&self, other: &NameFeature) -> bool {
+        self.first_word() == other.first_word()
+            || self
+                .nickname_groups
+                .iter()
+                .any(|g| other.nickname_groups.contains(g))
     }
 }
 

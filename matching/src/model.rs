@@ -339,11 +339,7 @@ mod tests {
         };
         comparison.levels[Field::LastName.index()] = EXACT;
         let features = |last: &str| Features {
-            last: Some(crate::features::NameFeature {
-                text: last.into(),
-                canonical: last.into(),
-                phonetic: String::new(),
-            }),
+            last: crate::features::NameFeature::new(last, false),
             ..Features::default()
         };
         let plain = model.score(&comparison, &features("smith"), &UnknownPopulation);

@@ -1396,28 +1396,47 @@ pub(crate) async fn insert_new_records(
     customers: &[CustomerId],
     now: i64,
 ) -> Result<(), StoreError> {
+    insert_new_record_params(conn, &rows.params(customers)?, now).await
+}
+
+/// Inserts new records, first seen `now`, from the parameters [`NewRecordRows::params`] built.
+pub(crate) async fn insert_new_record_params(
+    conn: &mut AnyConnection,
+    params: &[String],
+    now: i64,
+) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO records (source, source_id, customer_id, profile, source_updated_at, \
          first_seen_at, last_changed_at, filed_keys) \
          SELECT c0, c1, c5, c2, CAST(c3 AS BIGINT), $2, $2, c4 FROM {}",
         json_rows(conn, 1, 6, "v")
     );
-    let mut params = Vec::new();
-    for part in rows.key_order.chunks(JSON_ROWS_PER_STATEMENT) {
-        let mut param = String::from("[");
-        for (n, &i) in part.iter().enumerate() {
-            if n > 0 {
+    execute_json_params(conn, &sql, params, Some(now)).await
+}
+
+impl NewRecordRows {
+    /// The parameters of the INSERTs of these rows, each closed with its record's customer
+    /// (`customers`, by record), on every core: a bulk chunk builds them while the chunk before
+    /// it is written, not while it holds the writer.
+    pub(crate) fn params(&self, customers: &[CustomerId]) -> Result<Vec<String>, StoreError> {
+        let parts: Vec<&[usize]> = self.key_order.chunks(JSON_ROWS_PER_STATEMENT).collect();
+        batch::parallel_map(&parts, |part| {
+            let mut param = String::from("[");
+            for (n, &i) in part.iter().enumerate() {
+                if n > 0 {
+                    param.push(',');
+                }
+                param.push_str(&self.open_rows[i]);
                 param.push(',');
+                param.push_str(&to_json(&customers[i].as_str())?);
+                param.push(']');
             }
-            param.push_str(&rows.open_rows[i]);
-            param.push(',');
-            param.push_str(&to_json(&customers[i].as_str())?);
             param.push(']');
-        }
-        param.push(']');
-        params.push(param);
+            Ok(param)
+        })
+        .into_iter()
+        .collect()
     }
-    execute_json_params(conn, &sql, &params, Some(now)).await
 }
 
 /// The rows that file records under their blocking keys (identifiers included), in index
@@ -1493,7 +1512,9 @@ fn leading_bytes(texts: &[&str]) -> u128 {
 
 /// `rows` as the parameters of one statement per [`JSON_ROWS_PER_STATEMENT`], serialized on
 /// every core.
-fn statement_params<R: serde::Serialize + Sync>(rows: &[R]) -> Result<Vec<String>, StoreError> {
+pub(crate) fn statement_params<R: serde::Serialize + Sync>(
+    rows: &[R],
+) -> Result<Vec<String>, StoreError> {
     let parts: Vec<&[R]> = rows.chunks(JSON_ROWS_PER_STATEMENT).collect();
     batch::parallel_map(&parts, |part| json_rows_param(part))
         .into_iter()
@@ -1566,6 +1587,14 @@ pub(crate) async fn insert_edges(
     edges: &[(RecordKey, RecordKey, String)],
     now: i64,
 ) -> Result<(), StoreError> {
+    insert_edge_params(conn, &edge_params(edges)?, now).await
+}
+
+/// The parameters of the INSERTs of `edges` (see [`insert_edges`]), in key order, each edge
+/// once; serialized on every core.
+pub(crate) fn edge_params(
+    edges: &[(RecordKey, RecordKey, String)],
+) -> Result<Vec<String>, StoreError> {
     let mut rows: Vec<(RecordKey, RecordKey, &str)> = edges
         .iter()
         .map(|(a, b, evidence)| {
@@ -1587,13 +1616,22 @@ pub(crate) async fn insert_edges(
             )
         })
         .collect();
+    statement_params(&values)
+}
+
+/// Inserts edges from the parameters [`edge_params`] built.
+pub(crate) async fn insert_edge_params(
+    conn: &mut AnyConnection,
+    params: &[String],
+    now: i64,
+) -> Result<(), StoreError> {
     // `WHERE true` tells SQLite's parser that ON CONFLICT is the upsert clause, not a join's.
     let sql = format!(
         "INSERT INTO links (a_source, a_source_id, b_source, b_source_id, evidence, created_at) \
          SELECT c0, c1, c2, c3, c4, $2 FROM {} WHERE true ON CONFLICT DO NOTHING",
         json_rows(conn, 1, 5, "v")
     );
-    execute_json_rows(conn, &sql, &values, Some(now)).await
+    execute_json_params(conn, &sql, params, Some(now)).await
 }
 
 async fn delete_links_of(conn: &mut AnyConnection, key: &RecordKey) -> Result<(), StoreError> {
@@ -1750,6 +1788,14 @@ pub(crate) async fn update_customers(
     summaries: &[CustomerSummary],
     now: i64,
 ) -> Result<(), StoreError> {
+    update_customer_params(conn, &customer_update_params(summaries)?, now).await
+}
+
+/// The parameters of the UPDATEs that store `summaries` (see [`update_customers`]),
+/// serialized on every core.
+pub(crate) fn customer_update_params(
+    summaries: &[CustomerSummary],
+) -> Result<Vec<String>, StoreError> {
     let values: Vec<_> = summaries
         .iter()
         .map(|s| {
@@ -1762,6 +1808,15 @@ pub(crate) async fn update_customers(
             )
         })
         .collect();
+    statement_params(&values)
+}
+
+/// Updates customers from the parameters [`customer_update_params`] built.
+pub(crate) async fn update_customer_params(
+    conn: &mut AnyConnection,
+    params: &[String],
+    now: i64,
+) -> Result<(), StoreError> {
     let sql = format!(
         "UPDATE customers SET golden = v.c1, record_count = CAST(v.c2 AS BIGINT), \
          version = version + 1, updated_at = $2, merged_into = NULL, incoherence = v.c4, \
@@ -1775,7 +1830,7 @@ pub(crate) async fn update_customers(
          FROM {} WHERE customers.id = v.c0",
         json_rows(conn, 1, 5, "v")
     );
-    execute_json_rows(conn, &sql, &values, Some(now)).await
+    execute_json_params(conn, &sql, params, Some(now)).await
 }
 
 /// The first two members a guard rail says are different people, if any; `features` are

@@ -149,6 +149,11 @@ impl Nicknames {
             .filter(move |m| *m != name)
     }
 
+    /// The groups a (folded) given name belongs to; none when the table does not know it.
+    pub fn groups_of(&self, name: &str) -> &[u32] {
+        self.by_name.get(name).map_or(&[], Vec::as_slice)
+    }
+
     /// Whether a (folded) given name is in the table: a formal name, a nickname, or a name
     /// listed alone.
     pub fn is_known(&self, name: &str) -> bool {
