@@ -81,12 +81,6 @@ const SQLITE_READER_CACHE_KIB: i64 = 32 * 1024;
 /// index writes got shorter, but each chunk then waited for its scoring, and the commits took
 /// longer.
 const SQLITE_WRITER_CACHE_KIB: i64 = 32 * 1024;
-/// The page size of a SQLite database this process creates (one created before keeps its
-/// own: the size is fixed once the file is in WAL mode). SQLite writes its log a page at a
-/// time, each page with its own frame header, and copies it back page by page: with 16 KiB
-/// pages instead of the default 4 KiB, a 1M-record bulk upload spent 53 system CPU-s instead
-/// of 61 to 69 and ran at 6,938 rows/s against 6,428 (back to back, the same code).
-const SQLITE_PAGE_SIZE: u32 = 16 * 1024;
 /// Reads of pages not in a connection's cache go through a memory map instead of a system
 /// call each; address space only, the OS page cache holds the pages either way.
 const SQLITE_MMAP_BYTES: i64 = 4 << 30;
@@ -123,8 +117,7 @@ impl Database {
                             // look-up walks in memory.
                             conn.execute(
                                 format!(
-                                    "PRAGMA page_size = {SQLITE_PAGE_SIZE}; \
-                                     PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                                      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
                                      PRAGMA cache_size = -{cache_kib}; \
                                      PRAGMA mmap_size = {SQLITE_MMAP_BYTES};"
@@ -576,28 +569,5 @@ mod tests {
         assert!(prepare_sqlite_url("sqlite::memory:?mode=memory")
             .unwrap()
             .ends_with("mode=memory"));
-    }
-
-    #[tokio::test]
-    async fn a_new_sqlite_database_has_large_pages_and_a_write_ahead_log() {
-        let dir = std::env::temp_dir().join(format!("c360-pages-{}", uuid::Uuid::now_v7()));
-        let url = format!("sqlite://{}/c360.db", dir.display());
-        let db = Database::connect(&url, 2).await.unwrap();
-        sqlx::query("CREATE TABLE t (x TEXT)")
-            .execute(&db.pool)
-            .await
-            .unwrap();
-        let pages: i64 = sqlx::query_scalar("PRAGMA page_size")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-        assert_eq!(pages, i64::from(SQLITE_PAGE_SIZE));
-        assert_eq!(journal, "wal");
-        db.pool.close().await;
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
