@@ -218,8 +218,8 @@ struct ResolvedChunk {
 
 /// The rows a resolved chunk writes, serialized as the parameters of their statements (see
 /// [`crate::store::json_rows`]) while the chunk before it is written: serialized in the write,
-/// on one core, they kept the database waiting (`perf`: 3% of an upload's CPU, beside 35% on
-/// SQLite's writing thread).
+/// on one core, they kept the database waiting (`perf`: 2 to 3% of an upload's CPU, beside 35%
+/// on SQLite's writing thread).
 struct ChunkParams {
     /// The new records, each with its customer.
     records: Vec<String>,

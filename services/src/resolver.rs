@@ -1386,6 +1386,29 @@ impl NewRecordRows {
             key_order,
         })
     }
+
+    /// The parameters of the INSERTs of these rows, each closed with its record's customer
+    /// (`customers`, by record), on every core: a bulk chunk builds them while the chunk before
+    /// it is written, not while it holds the writer.
+    pub(crate) fn params(&self, customers: &[CustomerId]) -> Result<Vec<String>, StoreError> {
+        let parts: Vec<&[usize]> = self.key_order.chunks(JSON_ROWS_PER_STATEMENT).collect();
+        batch::parallel_map(&parts, |part| {
+            let mut param = String::from("[");
+            for (n, &i) in part.iter().enumerate() {
+                if n > 0 {
+                    param.push(',');
+                }
+                param.push_str(&self.open_rows[i]);
+                param.push(',');
+                param.push_str(&to_json(&customers[i].as_str())?);
+                param.push(']');
+            }
+            param.push(']');
+            Ok(param)
+        })
+        .into_iter()
+        .collect()
+    }
 }
 
 /// Inserts new records, first seen `now`: `rows` as built by [`NewRecordRows::of`] and the
@@ -1412,31 +1435,6 @@ pub(crate) async fn insert_new_record_params(
         json_rows(conn, 1, 6, "v")
     );
     execute_json_params(conn, &sql, params, Some(now)).await
-}
-
-impl NewRecordRows {
-    /// The parameters of the INSERTs of these rows, each closed with its record's customer
-    /// (`customers`, by record), on every core: a bulk chunk builds them while the chunk before
-    /// it is written, not while it holds the writer.
-    pub(crate) fn params(&self, customers: &[CustomerId]) -> Result<Vec<String>, StoreError> {
-        let parts: Vec<&[usize]> = self.key_order.chunks(JSON_ROWS_PER_STATEMENT).collect();
-        batch::parallel_map(&parts, |part| {
-            let mut param = String::from("[");
-            for (n, &i) in part.iter().enumerate() {
-                if n > 0 {
-                    param.push(',');
-                }
-                param.push_str(&self.open_rows[i]);
-                param.push(',');
-                param.push_str(&to_json(&customers[i].as_str())?);
-                param.push(']');
-            }
-            param.push(']');
-            Ok(param)
-        })
-        .into_iter()
-        .collect()
-    }
 }
 
 /// The rows that file records under their blocking keys (identifiers included), in index
