@@ -557,6 +557,7 @@ impl Resolver {
         insert_new_customers(conn, &params.created, now).await?;
         let inserted = started.elapsed();
         update_customer_params(conn, &params.grown, now).await?;
+        let updated = started.elapsed();
         crate::curation::write_reviews_of_many(
             conn,
             resolved
@@ -583,7 +584,8 @@ impl Resolver {
             records_ms = ms(records_inserted - absorbed),
             links_ms = ms(links_inserted - records_inserted),
             customers_ms = ms(inserted - links_inserted),
-            refreshed_ms = ms(refreshed - inserted),
+            updated_ms = ms(updated - inserted),
+            reviews_and_names_ms = ms(refreshed - updated),
             counted_ms = ms(committing - refreshed),
             committed_ms = ms(started.elapsed() - committing),
             "bulk chunk written"
