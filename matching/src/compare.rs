@@ -180,7 +180,6 @@ fn first_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
     if a.text == b.text {
         return EXACT;
     }
-    let nicknames = Nicknames::shipped();
     let (fa, fb) = (a.first_word(), b.first_word());
     if a.first_words_related(b) || a.canonical == b.canonical {
         return 2;
@@ -214,6 +213,7 @@ fn first_name_level(a: &NameFeature, b: &NameFeature) -> u8 {
     // transposition from "Rob". Most first names that get this far share too few letters with
     // any of the family for Jaro-Winkler to reach 0.85: the bound skips them without
     // computing it.
+    let nicknames = Nicknames::shipped();
     let near_family = |x: &str, y: &str| {
         x.len() >= 2
             && nicknames.family(y).any(|n| {

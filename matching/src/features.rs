@@ -70,10 +70,7 @@ impl NameFeature {
     /// group (as [`name::Nicknames::related`] answers for them).
     pub fn first_words_related(&self, other: &NameFeature) -> bool {
         self.first_word() == other.first_word()
-            || self
-                .nickname_groups
-                .iter()
-                .any(|g| other.nickname_groups.contains(g))
+            || name::Nicknames::groups_meet(&self.nickname_groups, &other.nickname_groups)
     }
 }
 

@@ -58,7 +58,8 @@ struct PreparedChunk {
     rows: ChunkRows,
 }
 
-/// A chunk's rows in `records` and in the index, serialized: what its write needs of it.
+/// A chunk's rows in `records` (each still without its customer, which resolution decides)
+/// and in the index, serialized before the chunk is resolved.
 struct ChunkRows {
     records: NewRecordRows,
     index: IndexRows,

@@ -1338,7 +1338,7 @@ pub(crate) async fn insert_record(
 
 /// New records' rows of `records`, serialized ahead of the write (a bulk chunk does it before
 /// it takes the writer lock): each row is a JSON array of everything but the record's
-/// customer, which resolution decides and [`insert_new_records`] appends as the last cell.
+/// customer, which resolution decides and [`NewRecordRows::params`] appends as the last cell.
 pub(crate) struct NewRecordRows {
     /// `[source, source_id, profile, source_updated_at, filed_keys` with no closing bracket,
     /// by record.

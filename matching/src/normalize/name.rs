@@ -162,13 +162,12 @@ impl Nicknames {
 
     /// Whether two (folded) given names can be the same person's: equal, or in one group.
     pub fn related(&self, a: &str, b: &str) -> bool {
-        if a == b {
-            return true;
-        }
-        match (self.by_name.get(a), self.by_name.get(b)) {
-            (Some(x), Some(y)) => x.iter().any(|id| y.contains(id)),
-            _ => false,
-        }
+        a == b || Self::groups_meet(self.groups_of(a), self.groups_of(b))
+    }
+
+    /// Whether two names' groups ([`Self::groups_of`]) have one in common.
+    pub fn groups_meet(a: &[u32], b: &[u32]) -> bool {
+        a.iter().any(|group| b.contains(group))
     }
 }
 
