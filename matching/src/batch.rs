@@ -6,9 +6,7 @@
 //! the order of (rule first, weight descending, record indices), and records are indexed in
 //! the caller's order only to name them.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 
 use crate::compare::Field;
 use crate::features::Features;
@@ -117,17 +115,35 @@ pub struct BatchResult {
 const IDENTIFIER: u64 = 1 << 63;
 
 /// A blocking key as pairing files it: a 63-bit hash of the key, and in the top bit whether
-/// it is an exact identifier. Eight bytes instead of the key's text, for indexes held in memory;
-/// two keys sharing a hash only add candidate pairs, which scoring then decides.
+/// it is an exact identifier. Eight bytes instead of the key's text, for indexes held in memory
+/// and for the stored index, which files each record under these numbers (as `i64`, the same
+/// bits); two keys sharing a hash only add candidate pairs, which scoring then decides.
+///
+/// Stored, so its value must never change: the hash is spelled out here ([`stable_hash`])
+/// rather than taken from `std`, whose `DefaultHasher` may change between Rust releases.
 pub fn filed_key(key: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
     let kind = if blocking::is_identifier_key(key) {
         IDENTIFIER
     } else {
         0
     };
-    (hasher.finish() & !IDENTIFIER) | kind
+    (stable_hash(key.as_bytes()) & !IDENTIFIER) | kind
+}
+
+/// 64-bit FNV-1a of `bytes`, its bits then mixed by MurmurHash3's finalizer: FNV-1a alone
+/// spreads the short, similar keys of the index (`dob:1987-03-02`, `dob:1987-03-12`) poorly
+/// over the high bits. Fixed by this code, not by a library or compiler version.
+fn stable_hash(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = bytes.iter().fold(OFFSET, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
 }
 
 /// Each of the keys as [`filed_key`] files it.
@@ -135,9 +151,14 @@ pub fn filed_keys(keys: &[String]) -> Vec<u64> {
     keys.iter().map(|k| filed_key(k)).collect()
 }
 
+/// Whether a key filed by [`filed_key`] is an exact identifier.
+pub fn is_filed_identifier(filed: u64) -> bool {
+    filed & IDENTIFIER != 0
+}
+
 /// The block-size cap of a key filed by [`filed_key`].
 pub fn block_cap(filed: u64, max_block: usize, max_fuzzy_block: usize) -> usize {
-    if filed & IDENTIFIER != 0 {
+    if is_filed_identifier(filed) {
         max_block
     } else {
         max_fuzzy_block
@@ -374,6 +395,24 @@ impl ManualOverrides {
 mod tests {
     use super::*;
     use c360_domain::{Profile, RecordInput};
+
+    /// The stored index holds these numbers: they must come out the same on every build.
+    /// (Expected values computed apart from this code, from FNV-1a's and the finalizer's
+    /// published constants.)
+    #[test]
+    fn filed_keys_are_the_same_on_every_build() {
+        assert_eq!(stable_hash(b""), 0xefd0_1f60_ba99_2926);
+        assert_eq!(stable_hash(b"dob:1987-03-02"), 0x40c1_bdd0_672f_5161);
+        assert_eq!(filed_key("dob:1987-03-02"), 0x40c1_bdd0_672f_5161);
+        let email = blocking::identifier_key(c360_domain::IdentifierKind::Email, "ann@example.com");
+        let filed = filed_key(&email);
+        assert_eq!(filed & IDENTIFIER, IDENTIFIER, "an identifier key");
+        assert_eq!(
+            filed & !IDENTIFIER,
+            stable_hash(email.as_bytes()) & !IDENTIFIER
+        );
+        assert_ne!(filed_key("dob:1987-03-02"), filed_key("dob:1987-03-12"));
+    }
 
     fn features(rows: &[serde_json::Value]) -> Vec<Features> {
         rows.iter()

@@ -39,8 +39,8 @@ use crate::resolver::{
     absorb_all, apply_name_counts, cannot_links_among, customer_update_params, edge_params, filed,
     in_order, insert_edge_params, insert_new_record_params, name_changes, new_customer_id,
     now_millis, record_from_row, records_of_customers_except, settled_without_write,
-    statement_params, stored_versions, to_json, to_time, update_customer_params, write_index,
-    CustomerSummary, IndexRows, NameCounts, NewRecordRows, Review, StoredRecord,
+    statement_params, stored_key, stored_versions, to_json, to_time, update_customer_params,
+    write_index, CustomerSummary, IndexRows, NameCounts, NewRecordRows, Review, StoredRecord,
     LINKS_PER_CUSTOMER, RECORD_COLUMNS,
 };
 use crate::store::{execute_json_params, json_rows, json_rows_param, WriteTx};
@@ -54,7 +54,6 @@ struct PreparedChunk {
     /// Each record with its features and filed blocking keys, as the job's image holds it once
     /// the chunk is resolved (shared, not copied).
     records: Vec<Arc<Resident>>,
-    keys: Vec<Vec<String>>,
     rows: ChunkRows,
 }
 
@@ -73,14 +72,22 @@ impl PreparedChunk {
         let keys = batch::parallel_map(&features, blocking::keys);
         let filed_keys = batch::parallel_map(&keys, |keys| batch::filed_keys(keys));
         let filed = filed(&profiles, &keys);
+        let hashed: Vec<(&Profile, &[u64])> = profiles
+            .iter()
+            .zip(&filed_keys)
+            .map(|(profile, keys)| (profile, keys.as_slice()))
+            .collect();
         // Both on every core, side by side: the index rows' sorts are partly serial.
-        let (index_rows, record_rows) =
-            batch::join(|| IndexRows::of(&filed), || NewRecordRows::of(&filed));
+        let (index_rows, record_rows) = batch::join(
+            || IndexRows::of_filed(&hashed),
+            || NewRecordRows::of(&filed),
+        );
         let rows = ChunkRows {
             records: record_rows?,
             index: index_rows?,
         };
-        drop(filed);
+        drop((filed, hashed));
+        drop(keys);
         let records = profiles
             .into_iter()
             .zip(features)
@@ -93,11 +100,7 @@ impl PreparedChunk {
                 })
             })
             .collect();
-        Ok(Self {
-            records,
-            keys,
-            rows,
-        })
+        Ok(Self { records, rows })
     }
 
     fn profile(&self, idx: usize) -> &Profile {
@@ -623,7 +626,12 @@ impl Resolver {
                     (Vec::new(), Vec::new())
                 } else {
                     (
-                        stored_candidates(conn, &chunk.keys, caps).await?,
+                        stored_candidates(
+                            conn,
+                            chunk.records.iter().map(|r| r.filed.as_slice()),
+                            caps,
+                        )
+                        .await?,
                         Vec::new(),
                     )
                 }
@@ -1019,24 +1027,25 @@ async fn store_is_empty(conn: &mut AnyConnection) -> Result<bool, StoreError> {
     Ok(any.is_none())
 }
 
-/// Stored records sharing any of the blocking keys `filed` (per new record); keys whose stored
-/// block is larger than its cap are skipped, as the batch resolver skips oversized blocks.
-async fn stored_candidates(
+/// Stored records sharing any of the blocking keys `filed` (per new record, as
+/// [`batch::filed_key`] files them); keys whose stored block is larger than its cap are
+/// skipped, as the batch resolver skips oversized blocks.
+async fn stored_candidates<'a>(
     conn: &mut AnyConnection,
-    filed: &[Vec<String>],
+    filed: impl Iterator<Item = &'a [u64]>,
     (max_block, max_fuzzy): (usize, usize),
 ) -> Result<Vec<Held>, StoreError> {
-    let keys: BTreeSet<&str> = filed.iter().flatten().map(String::as_str).collect();
-    let (identifiers, fuzzy): (Vec<[&str; 1]>, Vec<[&str; 1]>) = keys
+    let keys: BTreeSet<u64> = filed.flatten().copied().collect();
+    let (identifiers, fuzzy): (Vec<[i64; 1]>, Vec<[i64; 1]>) = keys
         .into_iter()
-        .map(|key| [key])
-        .partition(|[key]| blocking::is_identifier_key(key));
+        .map(|key| [stored_key(key)])
+        .partition(|&[key]| batch::is_filed_identifier(key as u64));
     // The database sizes up each block (reading at most cap + 1 of its entries) and reads the
     // records; per-row traffic between the database and here cost more than all of that.
     let small_blocks = |probes: String, cap: usize| {
         format!(
-            "SELECT p.c0 FROM {probes} WHERE (SELECT 1 FROM blocking_keys k WHERE k.key = p.c0 \
-             LIMIT 1 OFFSET {cap}) IS NULL"
+            "SELECT CAST(p.c0 AS BIGINT) FROM {probes} WHERE (SELECT 1 FROM blocking_keys k \
+             WHERE k.key = CAST(p.c0 AS BIGINT) LIMIT 1 OFFSET {cap}) IS NULL"
         )
     };
     let sql = format!(

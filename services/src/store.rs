@@ -261,6 +261,70 @@ impl Database {
             Engine::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&self.pool).await?;
+        self.refile_blocking_keys().await
+    }
+
+    /// Files every record under the hashes of its blocking keys, once, after the migration
+    /// that made the index hold hashes (0011) emptied it: SQL cannot compute the hashes. The
+    /// keys' texts come from `records.filed_keys`. One transaction, with the removal of the
+    /// mark that asks for it: a start cut short files them all again at the next.
+    async fn refile_blocking_keys(&self) -> Result<(), StoreError> {
+        let mut write = self.begin_bulk_write().await?;
+        let pending: Option<i64> =
+            sqlx::query_scalar("SELECT pending FROM blocking_keys_refiling LIMIT 1")
+                .fetch_optional(&mut *write.tx)
+                .await?;
+        if pending.is_none() {
+            write.tx.rollback().await?;
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let insert = format!(
+            "INSERT INTO blocking_keys (key, source, source_id) \
+             SELECT CAST(c0 AS BIGINT), c1, c2 FROM {}",
+            json_rows(&write.tx, 1, 3, "v")
+        );
+        let (mut after, mut records) = ((String::new(), String::new()), 0usize);
+        loop {
+            let rows = sqlx::query(
+                "SELECT source, source_id, filed_keys FROM records \
+                 WHERE (source, source_id) > ($1, $2) ORDER BY source, source_id LIMIT 10000",
+            )
+            .bind(&after.0)
+            .bind(&after.1)
+            .fetch_all(&mut *write.tx)
+            .await?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = (last.try_get(0)?, last.try_get(1)?);
+            records += rows.len();
+            let mut index: Vec<(i64, String, String)> = Vec::new();
+            for row in &rows {
+                let (source, id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                let keys: Vec<String> = match row.try_get::<Option<String>, _>(2)? {
+                    Some(text) => serde_json::from_str(&text)
+                        .map_err(|e| StoreError::Corrupt(format!("records.filed_keys: {e}")))?,
+                    None => Vec::new(),
+                };
+                for key in keys {
+                    let filed = c360_matching::batch::filed_key(&key) as i64;
+                    index.push((filed, source.clone(), id.clone()));
+                }
+            }
+            index.sort_unstable();
+            index.dedup();
+            execute_json_rows(&mut write.tx, &insert, &index, None).await?;
+        }
+        sqlx::query("DELETE FROM blocking_keys_refiling")
+            .execute(&mut *write.tx)
+            .await?;
+        self.commit_bulk(write).await?;
+        tracing::info!(
+            records,
+            ms = started.elapsed().as_millis() as u64,
+            "blocking index filed again under hashed keys"
+        );
         Ok(())
     }
 

@@ -17,6 +17,7 @@ on_both_engines!(
     an_update_or_a_delete_unfiles_exactly_the_records_blocking_keys,
     a_batch_sent_again_updates_what_changed_and_adds_the_rest,
     chunks_resolved_against_the_records_held_in_memory_store_the_same_customers,
+    a_store_indexed_under_key_texts_is_filed_again_under_hashes_at_start,
 );
 
 /// Batch resolution (`c360 resolve`) and a bulk upload of the same file give the same
@@ -604,7 +605,7 @@ async fn a_bulk_load_keeps_postgres_statistics_fresh() {
     let plan: Vec<String> = sqlx::query_scalar(
         "EXPLAIN SELECT r.profile FROM blocking_keys k JOIN records r \
          ON r.source = k.source AND r.source_id = k.source_id \
-         WHERE k.key = 'ph:+12025550100' ORDER BY r.last_changed_at DESC LIMIT 200",
+         WHERE k.key = 4611686018427387904 ORDER BY r.last_changed_at DESC LIMIT 200",
     )
     .fetch_all(db.pool())
     .await
@@ -650,12 +651,13 @@ async fn a_bulk_load_keeps_the_sqlite_wal_short() {
     database.drop_database().await.unwrap();
 }
 
-/// The blocking keys stored for a record, and those its row says it is filed under.
+/// The blocking keys stored for a record (their hashes), and those its row says it is filed
+/// under.
 async fn filed_keys(
     db: &c360_services::Database,
     key: &c360_domain::RecordKey,
-) -> (Vec<String>, Vec<String>) {
-    let mut stored: Vec<String> =
+) -> (Vec<i64>, Vec<String>) {
+    let mut stored: Vec<i64> =
         sqlx::query_scalar("SELECT key FROM blocking_keys WHERE source = $1 AND source_id = $2")
             .bind(key.source.as_str())
             .bind(key.source_id.as_str())
@@ -688,6 +690,15 @@ async fn an_update_or_a_delete_unfiles_exactly_the_records_blocking_keys(engine:
         keys.sort();
         keys
     };
+    // The index files each key as its hash.
+    let hashes_of = |keys: &[String]| {
+        let mut hashes: Vec<i64> = keys
+            .iter()
+            .map(|k| c360_matching::batch::filed_key(k) as i64)
+            .collect();
+        hashes.sort();
+        hashes
+    };
     resolver.ingest_batch(&profiles[..50]).await.unwrap();
     for profile in &profiles[50..] {
         resolver.ingest(profile.clone()).await.unwrap();
@@ -695,8 +706,8 @@ async fn an_update_or_a_delete_unfiles_exactly_the_records_blocking_keys(engine:
     for profile in [&profiles[0], &profiles[profiles.len() - 1]] {
         let (stored, listed) = filed_keys(&db, &profile.key()).await;
         assert!(!stored.is_empty());
-        assert_eq!(stored, keys_of(profile));
-        assert_eq!(listed, stored);
+        assert_eq!(listed, keys_of(profile));
+        assert_eq!(stored, hashes_of(&listed));
 
         // Another name, birth date, phone and address: most keys change.
         let mut input = c360_services::synth::generate(80, 35)
@@ -715,10 +726,10 @@ async fn an_update_or_a_delete_unfiles_exactly_the_records_blocking_keys(engine:
         let before = keys_of(profile);
         resolver.ingest(updated.clone()).await.unwrap();
         let (stored, listed) = filed_keys(&db, &profile.key()).await;
-        assert_eq!(stored, keys_of(&updated));
-        assert_eq!(listed, stored);
+        assert_eq!(listed, keys_of(&updated));
+        assert_eq!(stored, hashes_of(&listed));
         assert!(
-            before.iter().any(|k| !stored.contains(k)),
+            before.iter().any(|k| !listed.contains(k)),
             "the update changed keys"
         );
 
@@ -728,6 +739,99 @@ async fn an_update_or_a_delete_unfiles_exactly_the_records_blocking_keys(engine:
             (Vec::new(), Vec::new())
         );
     }
+    db.close().await;
+    database.drop_database().await.unwrap();
+}
+
+/// Migration 0011 turned the blocking index's key texts into hashes, which SQL cannot
+/// compute: a store holding records from before it is filed again when the service next
+/// starts, from each record's own list of keys, and look-ups by identifier and new records
+/// find the stored ones through it.
+async fn a_store_indexed_under_key_texts_is_filed_again_under_hashes_at_start(engine: Engine) {
+    use c360_domain::{IdentifierKind, IngestOutcome, Profile};
+
+    let (database, db, resolver, profiles) = store_and_records(engine, 60, 36).await;
+    resolver.ingest_batch(&profiles).await.unwrap();
+
+    // Back to the store as migration 0010 left it: the index by key text, 0011 not applied.
+    for statement in [
+        "DROP TABLE blocking_keys",
+        "DROP TABLE blocking_keys_refiling",
+        "DELETE FROM _sqlx_migrations WHERE version = 11",
+        "CREATE TABLE blocking_keys (key TEXT NOT NULL, source TEXT NOT NULL, \
+         source_id TEXT NOT NULL, PRIMARY KEY (key, source, source_id))",
+    ] {
+        sqlx::query(statement).execute(db.pool()).await.unwrap();
+    }
+    for profile in &profiles {
+        let keys = c360_matching::blocking::keys(&c360_matching::Features::of(profile));
+        for key in keys {
+            sqlx::query("INSERT INTO blocking_keys (key, source, source_id) VALUES ($1, $2, $3)")
+                .bind(key)
+                .bind(profile.source.as_str())
+                .bind(profile.source_id.as_str())
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+    }
+
+    db.migrate().await.unwrap();
+    for profile in &profiles {
+        let (stored, listed) = filed_keys(&db, &profile.key()).await;
+        assert!(!listed.is_empty());
+        let mut hashes: Vec<i64> = listed
+            .iter()
+            .map(|k| c360_matching::batch::filed_key(k) as i64)
+            .collect();
+        hashes.sort();
+        hashes.dedup();
+        assert_eq!(stored, hashes, "{:?} filed again", profile.key());
+    }
+    let pending: Option<i64> = sqlx::query_scalar("SELECT pending FROM blocking_keys_refiling")
+        .fetch_optional(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(pending, None, "filed once: the next start does nothing");
+    db.migrate().await.unwrap();
+
+    // A look-up by email finds the record's customer through the new index.
+    let (i, email) = profiles
+        .iter()
+        .enumerate()
+        .find_map(|(i, p)| p.emails.first().map(|e| (i, e.as_str().to_owned())))
+        .expect("a generated record with an email");
+    let customer: String =
+        sqlx::query_scalar("SELECT customer_id FROM records WHERE source = $1 AND source_id = $2")
+            .bind(profiles[i].source.as_str())
+            .bind(profiles[i].source_id.as_str())
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    let found = resolver
+        .find_customers(IdentifierKind::Email, &email)
+        .await
+        .unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|view| view.customer_id.as_str() == customer),
+        "the customer holding {email:?} is found"
+    );
+
+    // The same person sent by another source joins the stored customer.
+    let mut again = c360_services::synth::generate(60, 36)
+        .into_iter()
+        .find(|r| Profile::parse(&r.input).unwrap().key() == profiles[i].key())
+        .unwrap()
+        .input;
+    again.source = Some("support".into());
+    let outcome = resolver
+        .ingest(Profile::parse(&again).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(outcome.outcome, IngestOutcome::JoinedCustomer);
+    assert_eq!(outcome.customer_id.as_str(), customer);
     db.close().await;
     database.drop_database().await.unwrap();
 }

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use c360_domain::{CustomerId, CustomerView, IdentifierKind};
+use c360_domain::{CustomerId, CustomerView};
 use c360_matching::blocking;
 use serde::Serialize;
 use sqlx::Row;
@@ -452,30 +452,33 @@ impl Resolver {
             }
         }
         // Identifiers of active customers, as the SQL view computes them: the identifier keys
-        // of the blocking index, one kind at a time.
+        // each record is filed under (the index itself holds only their hashes).
         let mut expected: HashSet<(String, String, String)> = HashSet::new();
-        for kind in IdentifierKind::ALL {
-            let prefix = blocking::identifier_key(kind, "");
-            let mut after = (String::new(), String::new());
-            loop {
-                let rows = sqlx::query(
-                    "SELECT DISTINCT k.key, r.customer_id FROM blocking_keys k \
-                     JOIN records r ON r.source = k.source AND r.source_id = k.source_id \
-                     WHERE k.key LIKE $1 AND (k.key, r.customer_id) > ($2, $3) \
-                     ORDER BY k.key, r.customer_id LIMIT 5000",
-                )
-                .bind(format!("{prefix}%"))
-                .bind(&after.0)
-                .bind(&after.1)
-                .fetch_all(&mut *conn)
-                .await?;
-                if rows.is_empty() {
-                    break;
-                }
-                for row in rows {
-                    after = (row.try_get(0)?, row.try_get(1)?);
-                    if let Some((kind, value)) = blocking::identifier_of_key(&after.0) {
-                        let entry = (kind.as_str().to_owned(), value.to_owned(), after.1.clone());
+        let mut after = (String::new(), String::new());
+        loop {
+            let rows = sqlx::query(
+                "SELECT source, source_id, customer_id, filed_keys FROM records \
+                 WHERE (source, source_id) > ($1, $2) ORDER BY source, source_id LIMIT 5000",
+            )
+            .bind(&after.0)
+            .bind(&after.1)
+            .fetch_all(&mut *conn)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                after = (row.try_get(0)?, row.try_get(1)?);
+                let customer: String = row.try_get(2)?;
+                let filed: Option<String> = row.try_get(3)?;
+                let keys: Vec<String> = match filed {
+                    Some(text) => serde_json::from_str(&text)
+                        .map_err(|e| StoreError::Corrupt(format!("records.filed_keys: {e}")))?,
+                    None => Vec::new(),
+                };
+                for key in &keys {
+                    if let Some((kind, value)) = blocking::identifier_of_key(key) {
+                        let entry = (kind.as_str().to_owned(), value.to_owned(), customer.clone());
                         expected.insert(entry);
                     }
                 }
