@@ -1458,9 +1458,9 @@ pub(crate) async fn insert_new_record_params(
 /// order and serialized as the parameters of their INSERTs: built ahead of the write, which a
 /// bulk chunk then runs while it scores candidates. A key is stored as the 64-bit number
 /// [`batch::filed_key`] makes of it, not as its text: the index holds about 16 rows per
-/// record, and integer keys made its B-tree a fifth smaller and SQLite's inserts into it 40%
-/// faster (16 million rows, measured apart in Python's `sqlite3`: 5.4 s instead of 9.2 s for the
-/// last 4 million).
+/// record. Filing the 250,000-record chunk of a 1M-row upload took 4.2 to 5.0 s on SQLite
+/// (4.9 s with key texts, the same hour), and the five chunks' filing on PostgreSQL 28.7 s
+/// instead of 34.5 s.
 pub(crate) struct IndexRows {
     keys: Vec<String>,
 }
