@@ -1,8 +1,8 @@
 -- The blocking index files each record under 64-bit numbers, the hashes of its blocking keys
 -- (c360_matching::batch::filed_key), instead of the keys' texts: about 16 rows per record, and
--- integer keys make the B-tree a fifth smaller and bulk inserts into it about 40% cheaper. The
--- texts stay in records.filed_keys. SQL cannot compute the hashes, so the rows are filed again
--- by the service when it next starts (Database::migrate), from records.filed_keys, in one
+-- integer keys make the index smaller and bulk inserts into it cheaper. The texts stay in
+-- records.filed_keys. SQL cannot compute the hashes, so the rows are filed again by the
+-- service when it next starts (Database::migrate), from records.filed_keys, in one
 -- transaction with the removal of the row below.
 DROP TABLE blocking_keys;
 CREATE TABLE blocking_keys (
