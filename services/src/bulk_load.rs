@@ -39,11 +39,11 @@ use crate::resolver::{
     absorb_all, apply_name_counts, cannot_links_among, customer_update_params, edge_params, filed,
     in_order, insert_edge_params, insert_new_record_params, name_changes, new_customer_id,
     now_millis, record_from_row, records_of_customers_except, settled_without_write,
-    statement_params, stored_key, stored_versions, to_json, to_time, update_customer_params,
-    write_index, CustomerSummary, IndexRows, NameCounts, NewRecordRows, Review, StoredRecord,
+    statement_params, stored_versions, to_json, to_time, update_customer_params, write_index,
+    CustomerSummary, IndexRows, NameCounts, NewRecordRows, Review, StoredRecord,
     LINKS_PER_CUSTOMER, RECORD_COLUMNS,
 };
-use crate::store::{execute_json_params, json_rows, json_rows_param, WriteTx};
+use crate::store::{execute_json_params, json_rows, json_rows_param, stored_key, WriteTx};
 use crate::Resolver;
 
 /// A chunk of new records with what can be worked out without the store: each record's

@@ -287,11 +287,7 @@ impl Database {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        let insert = format!(
-            "INSERT INTO blocking_keys (key, source, source_id) \
-             SELECT CAST(c0 AS BIGINT), c1, c2 FROM {}",
-            json_rows(&write.tx, 1, 3, "v")
-        );
+        let insert = insert_index_sql(&write.tx);
         let (mut after, mut records) = ((String::new(), String::new()), 0usize);
         loop {
             let rows = sqlx::query(
@@ -310,14 +306,10 @@ impl Database {
             let mut index: Vec<(i64, String, String)> = Vec::new();
             for row in &rows {
                 let (source, id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-                let keys: Vec<String> = match row.try_get::<Option<String>, _>(2)? {
-                    Some(text) => serde_json::from_str(&text)
-                        .map_err(|e| StoreError::Corrupt(format!("records.filed_keys: {e}")))?,
-                    None => Vec::new(),
-                };
-                for key in keys {
-                    let filed = c360_matching::batch::filed_key(&key) as i64;
-                    index.push((filed, source.clone(), id.clone()));
+                let filed: Option<String> = row.try_get(2)?;
+                for key in filed_keys_of(filed.as_deref())? {
+                    let key = stored_key(c360_matching::batch::filed_key(&key));
+                    index.push((key, source.clone(), id.clone()));
                 }
             }
             index.sort_unstable();
@@ -488,6 +480,31 @@ pub fn placeholders(start: usize, count: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The blocking keys a record's row says it is filed under (`records.filed_keys`, a JSON
+/// array of the keys' texts); none when the column is empty.
+pub fn filed_keys_of(text: Option<&str>) -> Result<Vec<String>, StoreError> {
+    text.map_or(Ok(Vec::new()), |text| {
+        serde_json::from_str(text)
+            .map_err(|e| StoreError::Corrupt(format!("records.filed_keys: {e}")))
+    })
+}
+
+/// A key filed by [`c360_matching::batch::filed_key`] as the index stores it: the same 64 bits,
+/// as the signed integer SQL has.
+pub fn stored_key(filed: u64) -> i64 {
+    filed as i64
+}
+
+/// The statement that files index rows `[key, source, source_id]` given as a [`json_rows`]
+/// table in `$1`.
+pub fn insert_index_sql(conn: &sqlx::AnyConnection) -> String {
+    format!(
+        "INSERT INTO blocking_keys (key, source, source_id) \
+         SELECT CAST(c0 AS BIGINT), c1, c2 FROM {}",
+        json_rows(conn, 1, 3, "v")
+    )
 }
 
 /// Rows per statement when they travel as one JSON value ([`json_rows`]).

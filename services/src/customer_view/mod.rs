@@ -25,7 +25,7 @@ use sqlx::Row;
 
 use crate::error::{ServiceError, StoreError};
 use crate::resolver::{load_view, parse_customer_id};
-use crate::store::placeholders;
+use crate::store::{filed_keys_of, placeholders};
 use crate::Resolver;
 pub use dynamo::{DynamoSettings, DynamoViews};
 
@@ -471,12 +471,7 @@ impl Resolver {
                 after = (row.try_get(0)?, row.try_get(1)?);
                 let customer: String = row.try_get(2)?;
                 let filed: Option<String> = row.try_get(3)?;
-                let keys: Vec<String> = match filed {
-                    Some(text) => serde_json::from_str(&text)
-                        .map_err(|e| StoreError::Corrupt(format!("records.filed_keys: {e}")))?,
-                    None => Vec::new(),
-                };
-                for key in &keys {
+                for key in &filed_keys_of(filed.as_deref())? {
                     if let Some((kind, value)) = blocking::identifier_of_key(key) {
                         let entry = (kind.as_str().to_owned(), value.to_owned(), customer.clone());
                         expected.insert(entry);
