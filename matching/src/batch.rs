@@ -224,6 +224,24 @@ pub fn candidate_pairs_of_first(
     (pairs, distinct, oversized)
 }
 
+/// How many pairs ahead of the one being scored its records' features are fetched, and half
+/// that for their values (see [`Features::prefetch`]).
+const PREFETCH_AHEAD: usize = 16;
+
+/// Prefetches the features of the pairs [`PREFETCH_AHEAD`] after `pairs[at]`, and the values
+/// of those half as far ahead: called before each pair of a scoring loop.
+#[inline]
+pub fn prefetch_pairs<'a>(pairs: &[(u32, u32)], at: usize, features: impl Fn(u32) -> &'a Features) {
+    if let Some(&(i, j)) = pairs.get(at + PREFETCH_AHEAD) {
+        features(i).prefetch();
+        features(j).prefetch();
+    }
+    if let Some(&(i, j)) = pairs.get(at + PREFETCH_AHEAD / 2) {
+        features(i).prefetch_values();
+        features(j).prefetch_values();
+    }
+}
+
 /// Runs `a` on a thread of its own while `b` runs on this one, and returns both results.
 pub fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
     std::thread::scope(|scope| {
@@ -293,8 +311,16 @@ pub fn resolve_with(
     };
     // Chunks of pairs spread over the cores; each returns only the pairs that matter.
     let chunks: Vec<&[(u32, u32)]> = pairs.chunks(1 << 16).collect();
-    let kept: Vec<Vec<(u32, u32, Outcome)>> =
-        parallel_map(&chunks, |chunk| chunk.iter().filter_map(decide).collect());
+    let kept: Vec<Vec<(u32, u32, Outcome)>> = parallel_map(&chunks, |chunk| {
+        chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(at, pair)| {
+                prefetch_pairs(chunk, at, |i| &features[i as usize]);
+                decide(pair)
+            })
+            .collect()
+    });
 
     let mut links: Vec<(f64, u32, u32, bool)> = Vec::new();
     let mut reviews = Vec::new();

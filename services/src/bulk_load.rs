@@ -667,19 +667,31 @@ impl Resolver {
                 .collect();
             let (max_block, max_fuzzy) = caps;
             let (pairs, _, _) = batch::candidate_pairs_of_first(&keys, n, max_block, max_fuzzy);
-            let features = |i: usize| features_of(&prepared, &stored, i);
+            // Side by side, as the keys: the pairs visit them in no useful order, and each
+            // is fetched ahead of its pair (see `batch::prefetch_pairs`).
+            let features: Vec<&Features> = prepared
+                .records
+                .iter()
+                .map(|r| &r.features)
+                .chain(stored.iter().map(|h| &h.resident.features))
+                .collect();
             let parts: Vec<&[(u32, u32)]> = pairs.chunks(4096).collect();
             let decided: Vec<(usize, usize, PairDecision)> = batch::parallel_map(&parts, |part| {
                 part.iter()
-                    .map(|&(i, j)| (i as usize, j as usize))
-                    .map(|(i, j)| (i, j, engine.decide(features(i), features(j), &names)))
+                    .enumerate()
+                    .map(|(at, &(i, j))| {
+                        batch::prefetch_pairs(part, at, |k| features[k as usize]);
+                        let (i, j) = (i as usize, j as usize);
+                        (i, j, engine.decide(features[i], features[j], &names))
+                    })
                     .filter(|(_, _, decision)| decision.verdict != Verdict::NonMatch)
                     .collect::<Vec<_>>()
             })
             .into_iter()
             .flatten()
             .collect();
-            (stored, decided)
+            drop(features);
+            (stored, decided, pairs.len())
         });
         let filing = match &mut side {
             StoredSide::Store(conn) => Some(write_index(conn, &chunk.rows.index).await),
@@ -687,7 +699,7 @@ impl Resolver {
         };
         let filed_ms = started.elapsed() - loaded;
         // The scoring is awaited even when filing failed: a retry must not score beside it.
-        let (mut stored, decided) = scoring
+        let (mut stored, decided, scored_pairs) = scoring
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
         let index_written = filing.transpose()?.is_some();
@@ -925,6 +937,7 @@ impl Resolver {
         tracing::debug!(
             records = n,
             candidates,
+            scored_pairs,
             members = stored.len() - candidates,
             grown = grown.len(),
             in_memory = matches!(side, StoredSide::Image(_)),
