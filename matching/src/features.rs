@@ -192,12 +192,12 @@ impl Features {
         }
         for list in [&self.emails, &self.phones] {
             if let Some(first) = list.first() {
-                prefetch((list.as_ptr()).cast());
+                prefetch(list.as_ptr().cast());
                 prefetch(first.as_ptr());
             }
         }
         if let Some(address) = self.addresses.first() {
-            prefetch((self.addresses.as_ptr()).cast());
+            prefetch(self.addresses.as_ptr().cast());
             let parts = [&address.street, &address.house_number, &address.postal_code];
             for text in parts.into_iter().flatten() {
                 prefetch(text.as_ptr());
