@@ -639,12 +639,8 @@ impl Resolver {
         };
         let queried = started.elapsed();
         let names = {
-            let features: Vec<&Features> = chunk
-                .records
-                .iter()
-                .map(|r| &r.features)
-                .chain(stored.iter().map(|h| &h.resident.features))
-                .collect();
+            let features: Vec<&Features> =
+                side_by_side(chunk, &stored).map(|r| &r.features).collect();
             match &mut side {
                 StoredSide::Image(image) => image.names_of(&features),
                 StoredSide::Store(conn) => self.stored_names(conn, &features).await?,
@@ -659,30 +655,21 @@ impl Resolver {
         let engine = self.engine.clone();
         let prepared = Arc::clone(chunk);
         let scoring = tokio::task::spawn_blocking(move || {
-            let keys: Vec<&[u64]> = prepared
-                .records
-                .iter()
-                .map(|r| r.filed.as_slice())
-                .chain(stored.iter().map(|h| h.resident.filed.as_slice()))
-                .collect();
+            // The pairs visit the records in no useful order: each is reached through this
+            // one array, and fetched ahead of its pair (see `batch::prefetch_pairs`).
+            let records: Vec<&Resident> = side_by_side(&prepared, &stored).collect();
+            let keys: Vec<&[u64]> = records.iter().map(|r| r.filed.as_slice()).collect();
             let (max_block, max_fuzzy) = caps;
             let (pairs, _, _) = batch::candidate_pairs_of_first(&keys, n, max_block, max_fuzzy);
-            // Side by side, as the keys: the pairs visit them in no useful order, and each
-            // is fetched ahead of its pair (see `batch::prefetch_pairs`).
-            let features: Vec<&Features> = prepared
-                .records
-                .iter()
-                .map(|r| &r.features)
-                .chain(stored.iter().map(|h| &h.resident.features))
-                .collect();
+            let features = |k: usize| &records[k].features;
             let parts: Vec<&[(u32, u32)]> = pairs.chunks(4096).collect();
             let decided: Vec<(usize, usize, PairDecision)> = batch::parallel_map(&parts, |part| {
                 part.iter()
                     .enumerate()
                     .map(|(at, &(i, j))| {
-                        batch::prefetch_pairs(part, at, |k| features[k as usize]);
+                        batch::prefetch_pairs(part, at, |k| features(k as usize));
                         let (i, j) = (i as usize, j as usize);
-                        (i, j, engine.decide(features[i], features[j], &names))
+                        (i, j, engine.decide(features(i), features(j), &names))
                     })
                     .filter(|(_, _, decision)| decision.verdict != Verdict::NonMatch)
                     .collect::<Vec<_>>()
@@ -690,7 +677,7 @@ impl Resolver {
             .into_iter()
             .flatten()
             .collect();
-            drop(features);
+            drop((keys, records));
             (stored, decided, pairs.len())
         });
         let filing = match &mut side {
@@ -971,6 +958,18 @@ struct Group {
     new: Vec<usize>,
     stored: Vec<usize>,
     customers: BTreeSet<CustomerId>,
+}
+
+/// The chunk's new records, then the stored ones, in the order their indices count them.
+fn side_by_side<'a>(
+    chunk: &'a PreparedChunk,
+    stored: &'a [Held],
+) -> impl Iterator<Item = &'a Resident> {
+    chunk
+        .records
+        .iter()
+        .map(|r| &**r)
+        .chain(stored.iter().map(|h| &*h.resident))
 }
 
 /// The features of record `idx`: new records first, then stored ones.

@@ -1454,9 +1454,9 @@ pub(crate) async fn insert_new_record_params(
 /// order and serialized as the parameters of their INSERTs: built ahead of the write, which a
 /// bulk chunk then runs while it scores candidates. A key is stored as the 64-bit number
 /// [`batch::filed_key`] makes of it, not as its text: the index holds up to 16 rows per
-/// record (8.4 on average for `c360 gen` records, 8,417,181 rows for 1,003,500). Filing the 250,000-record chunk of a 1M-row upload took 4.2 to 5.0 s on SQLite
-/// (4.9 s with key texts, the same hour), and the five chunks' filing on PostgreSQL 28.7 s
-/// instead of 34.5 s.
+/// record (8.4 on average for `c360 gen` records: 8,417,181 rows for 1,003,500). Filing the
+/// 250,000-record chunk of a 1M-row upload took 4.2 to 5.0 s on SQLite (4.9 s with key texts,
+/// the same hour), and the five chunks' filing on PostgreSQL 28.7 s instead of 34.5 s.
 pub(crate) struct IndexRows {
     keys: Vec<String>,
 }
