@@ -37,13 +37,15 @@ use tokio::sync::oneshot;
 use crate::resident::{ChunkChanges, Held, Resident, ResidentRecords};
 use crate::resolver::{
     absorb_all, apply_name_counts, cannot_links_among, customer_update_params, edge_params, filed,
-    in_order, insert_edge_params, insert_new_record_params, name_changes, new_customer_id,
-    now_millis, record_from_row, records_of_customers_except, settled_without_write,
-    statement_params, stored_versions, to_json, to_time, update_customer_params, write_index,
-    CustomerSummary, IndexRows, NameCounts, NewRecordRows, Review, StoredRecord,
-    LINKS_PER_CUSTOMER, RECORD_COLUMNS,
+    in_order, insert_edge_params, insert_new_record_params, key_order, name_changes,
+    new_customer_id, now_millis, record_from_row, record_numbers, records_of_customers_except,
+    settled_without_write, statement_params, stored_versions, to_json, to_time,
+    update_customer_params, write_index, CustomerSummary, IndexRows, NameCounts, NewRecordRows,
+    Review, StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
 };
-use crate::store::{execute_json_params, json_rows, json_rows_param, stored_key, WriteTx};
+use crate::store::{
+    execute_json_params, json_rows, json_rows_param, reserve_record_ids, stored_key, WriteTx,
+};
 use crate::Resolver;
 
 /// A chunk of new records with what can be worked out without the store: each record's
@@ -72,15 +74,13 @@ impl PreparedChunk {
         let keys = batch::parallel_map(&features, blocking::keys);
         let filed_keys = batch::parallel_map(&keys, |keys| batch::filed_keys(keys));
         let filed = filed(&profiles, &keys);
-        let hashed: Vec<(&Profile, &[u64])> = profiles
-            .iter()
-            .zip(&filed_keys)
-            .map(|(profile, keys)| (profile, keys.as_slice()))
-            .collect();
+        let hashed: Vec<&[u64]> = filed_keys.iter().map(Vec::as_slice).collect();
+        let key_order = key_order(&filed);
+        let numbers = record_numbers(&key_order);
         // Both on every core, side by side: the index rows' sorts are partly serial.
         let (index_rows, record_rows) = batch::join(
-            || IndexRows::of_filed(&hashed),
-            || NewRecordRows::of(&filed),
+            || IndexRows::of_filed(&hashed, &numbers),
+            || NewRecordRows::in_order(&filed, key_order),
         );
         let rows = ChunkRows {
             records: record_rows?,
@@ -216,8 +216,10 @@ struct ResolvedChunk {
     params: ChunkParams,
     reviews: Vec<(RecordKey, Vec<Review>)>,
     names: NameCounts,
-    /// Whether the chunk's blocking keys are filed already (beside the scoring).
-    index_written: bool,
+    /// The number of the chunk's first record, once its blocking keys are filed (beside the
+    /// scoring, through the store): the numbers are reserved in the transaction that files
+    /// them.
+    first_record_id: Option<i64>,
 }
 
 /// The rows a resolved chunk writes, serialized as the parameters of their statements (see
@@ -547,14 +549,15 @@ impl Resolver {
         let started = std::time::Instant::now();
         let conn: &mut AnyConnection = &mut write.tx;
         let now = resolved.now;
-        if !resolved.index_written {
-            write_index(conn, &rows.index).await?;
-        }
+        let first = match resolved.first_record_id {
+            Some(first) => first,
+            None => file_chunk_rows(conn, rows, resolved.customers.len()).await?,
+        };
         let filed = started.elapsed();
         absorb_all(conn, &resolved.merged, now).await?;
         let absorbed = started.elapsed();
         let params = &resolved.params;
-        insert_new_record_params(conn, &params.records, now).await?;
+        insert_new_record_params(conn, &params.records, now, first).await?;
         let records_inserted = started.elapsed();
         insert_edge_params(conn, &params.links, now).await?;
         let links_inserted = started.elapsed();
@@ -681,7 +684,7 @@ impl Resolver {
             (stored, decided, pairs.len())
         });
         let filing = match &mut side {
-            StoredSide::Store(conn) => Some(write_index(conn, &chunk.rows.index).await),
+            StoredSide::Store(conn) => Some(file_chunk(conn, chunk).await),
             StoredSide::Image(_) => None,
         };
         let filed_ms = started.elapsed() - loaded;
@@ -689,7 +692,7 @@ impl Resolver {
         let (mut stored, decided, scored_pairs) = scoring
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-        let index_written = filing.transpose()?.is_some();
+        let first_record_id = filing.transpose()?;
         let engine = self.engine.clone();
         let mut links = Vec::new();
         let mut reviews: BTreeMap<usize, Vec<Review>> = BTreeMap::new();
@@ -946,7 +949,7 @@ impl Resolver {
             params,
             reviews,
             names,
-            index_written,
+            first_record_id,
         })
     }
 }
@@ -1032,6 +1035,23 @@ fn held_of(records: Vec<StoredRecord>) -> Vec<Held> {
 }
 
 /// Whether no record is stored at all.
+/// Reserves the numbers of a chunk's records and files them under their blocking keys: the
+/// number of the first.
+async fn file_chunk(conn: &mut AnyConnection, chunk: &PreparedChunk) -> Result<i64, StoreError> {
+    file_chunk_rows(conn, &chunk.rows, chunk.records.len()).await
+}
+
+/// [`file_chunk`], given the chunk's rows and how many records it holds.
+async fn file_chunk_rows(
+    conn: &mut AnyConnection,
+    rows: &ChunkRows,
+    records: usize,
+) -> Result<i64, StoreError> {
+    let first = reserve_record_ids(conn, records).await?;
+    write_index(conn, &rows.index, first).await?;
+    Ok(first)
+}
+
 async fn store_is_empty(conn: &mut AnyConnection) -> Result<bool, StoreError> {
     let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM records LIMIT 1")
         .fetch_optional(&mut *conn)
@@ -1061,8 +1081,8 @@ async fn stored_candidates<'a>(
         )
     };
     let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM records r WHERE (r.source, r.source_id) IN ( \
-           SELECT b.source, b.source_id FROM blocking_keys b WHERE b.key IN ({} UNION ALL {}))",
+        "SELECT {RECORD_COLUMNS} FROM records r WHERE r.id IN ( \
+           SELECT b.record_id FROM blocking_keys b WHERE b.key IN ({} UNION ALL {}))",
         small_blocks(json_rows(conn, 1, 1, "p"), max_block),
         small_blocks(json_rows(conn, 2, 1, "p"), max_fuzzy)
     );
@@ -1129,5 +1149,5 @@ async fn insert_new_customers(
          SELECT c0, c1, CAST(c2 AS BIGINT), 1, $2, $2, c3, CAST(c4 AS BIGINT) FROM {}",
         json_rows(conn, 1, 5, "v")
     );
-    execute_json_params(conn, &sql, params, Some(now)).await
+    execute_json_params(conn, &sql, params, &[now]).await
 }

@@ -76,7 +76,7 @@ pub(crate) async fn write_reviews_of_many<'a>(
          WHERE true ON CONFLICT DO NOTHING",
         json_rows(conn, 1, 8, "v")
     );
-    execute_json_rows(conn, &sql, &rows, Some(now)).await
+    execute_json_rows(conn, &sql, &rows, &[now]).await
 }
 
 /// Open review items of a deleted record can no longer be decided.

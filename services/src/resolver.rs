@@ -32,8 +32,8 @@ use crate::enrich::Enricher;
 use crate::error::{ServiceError, StoreError};
 use crate::store::{
     execute_json_params, execute_json_rows, fetch_json_rows, filed_keys_of, insert_index_sql,
-    json_rows, json_rows_param, pair_placeholders, placeholders, stored_key, Database, WriteTx,
-    JSON_ROWS_PER_STATEMENT,
+    json_rows, json_rows_param, pair_placeholders, placeholders, reserve_record_ids, stored_key,
+    Database, WriteTx, JSON_ROWS_PER_STATEMENT,
 };
 
 /// Transactions that hit a deadlock or serialization failure are tried this many times.
@@ -401,7 +401,9 @@ impl Resolver {
         affected.insert(stored.customer_id.clone());
 
         // The old keys first: clear_index reads them from the row this overwrites.
-        clear_index(&mut write.tx, &key).await?;
+        let id = clear_index(&mut write.tx, &key)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("updated record is not stored".into()))?;
         sqlx::query(
             "UPDATE records SET profile = $1, source_updated_at = $2, last_changed_at = $3, \
              filed_keys = $4 WHERE source = $5 AND source_id = $6",
@@ -414,7 +416,7 @@ impl Resolver {
         .bind(key.source_id.as_str())
         .execute(&mut *write.tx)
         .await?;
-        write_index(&mut write.tx, &IndexRows::of(&[(profile, keys)])?).await?;
+        write_index(&mut write.tx, &IndexRows::of(&[(profile, keys)])?, id).await?;
         delete_links_of(&mut write.tx, &key).await?;
         insert_links(&mut write.tx, &key, &links, now).await?;
 
@@ -905,7 +907,7 @@ impl Resolver {
         let key = blocking::identifier_key(kind, &value);
         let rows = sqlx::query(
             "SELECT r.customer_id, r.filed_keys FROM blocking_keys k \
-             JOIN records r ON r.source = k.source AND r.source_id = k.source_id \
+             JOIN records r ON r.id = k.record_id \
              WHERE k.key = $1 ORDER BY r.customer_id LIMIT 1000",
         )
         .bind(stored_key(batch::filed_key(&key)))
@@ -1066,8 +1068,8 @@ pub(crate) async fn load_candidates(
         // of it: tens of milliseconds per common-name key on a store of 240,000 records.)
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM \
-             (SELECT source, source_id FROM blocking_keys WHERE key = $1 LIMIT {}) k \
-             JOIN records r ON r.source = k.source AND r.source_id = k.source_id",
+             (SELECT record_id FROM blocking_keys WHERE key = $1 LIMIT {}) k \
+             JOIN records r ON r.id = k.record_id",
             cap + 2
         );
         let rows = sqlx::query(&sql)
@@ -1256,7 +1258,7 @@ pub(crate) async fn apply_name_counts(
          ON CONFLICT (field, value) DO UPDATE SET count = name_counts.count + excluded.count",
         json_rows(conn, 1, 3, "v")
     );
-    execute_json_rows(conn, &sql, &values, None).await
+    execute_json_rows(conn, &sql, &values, &[]).await
 }
 
 /// Active cannot-links whose both ends are among `keys`.
@@ -1345,8 +1347,9 @@ pub(crate) async fn insert_record(
 ) -> Result<(), StoreError> {
     let filed = [(profile, keys)];
     let customers = std::slice::from_ref(customer_id);
-    insert_new_records(conn, &NewRecordRows::of(&filed)?, customers, now).await?;
-    write_index(conn, &IndexRows::of(&filed)?).await
+    let first = reserve_record_ids(conn, 1).await?;
+    insert_new_records(conn, &NewRecordRows::of(&filed)?, customers, now, first).await?;
+    write_index(conn, &IndexRows::of(&filed)?, first).await
 }
 
 /// New records' rows of `records`, serialized ahead of the write (a bulk chunk does it before
@@ -1356,8 +1359,28 @@ pub(crate) struct NewRecordRows {
     /// `[source, source_id, profile, source_updated_at, filed_keys` with no closing bracket,
     /// by record.
     open_rows: Vec<String>,
-    /// Record indices in key order, as the primary key's B-tree wants the rows.
+    /// Record indices in key order, as the B-trees want the rows; also the order of their
+    /// numbers (see [`record_numbers`]).
     key_order: Vec<usize>,
+}
+
+/// The positions of `records` in key order, `(source, source_id)`: the order in which they
+/// are inserted and numbered.
+pub(crate) fn key_order(records: &[(&Profile, &[String])]) -> Vec<usize> {
+    sorted_order(records, |(profile, _)| {
+        [profile.source.as_str(), profile.source_id.as_str()]
+    })
+}
+
+/// Each record's number (`records.id`) counted from the first of its batch, by record: its
+/// place in `key_order`. Numbered in key order, new records append to the table's B-tree and
+/// to its `(source, source_id)` index alike.
+pub(crate) fn record_numbers(key_order: &[usize]) -> Vec<u32> {
+    let mut numbers = vec![0; key_order.len()];
+    for (at, &i) in key_order.iter().enumerate() {
+        numbers[i] = at as u32;
+    }
+    numbers
 }
 
 /// Each record with the blocking keys it is filed under, as [`NewRecordRows::of`] and
@@ -1377,6 +1400,14 @@ impl NewRecordRows {
     /// The rows of `records`, each with the blocking keys it is filed under; CPU-bound, on
     /// every core.
     pub(crate) fn of(records: &[(&Profile, &[String])]) -> Result<Self, StoreError> {
+        Self::in_order(records, key_order(records))
+    }
+
+    /// [`Self::of`], given the records' [`key_order`].
+    pub(crate) fn in_order(
+        records: &[(&Profile, &[String])],
+        key_order: Vec<usize>,
+    ) -> Result<Self, StoreError> {
         let open_rows = batch::parallel_map(records, |(profile, keys)| {
             let row = (
                 profile.source.as_str(),
@@ -1391,9 +1422,6 @@ impl NewRecordRows {
         })
         .into_iter()
         .collect::<Result<Vec<String>, StoreError>>()?;
-        let key_order = sorted_order(records, |(profile, _)| {
-            [profile.source.as_str(), profile.source_id.as_str()]
-        });
         Ok(Self {
             open_rows,
             key_order,
@@ -1401,19 +1429,25 @@ impl NewRecordRows {
     }
 
     /// The parameters of the INSERTs of these rows, each closed with its record's customer
-    /// (`customers`, by record), on every core: a bulk chunk builds them while the chunk before
-    /// it is written, not while it holds the writer.
+    /// (`customers`, by record) and its number from the first, on every core: a bulk chunk
+    /// builds them while the chunk before it is written, not while it holds the writer.
     pub(crate) fn params(&self, customers: &[CustomerId]) -> Result<Vec<String>, StoreError> {
-        let parts: Vec<&[usize]> = self.key_order.chunks(JSON_ROWS_PER_STATEMENT).collect();
-        batch::parallel_map(&parts, |part| {
+        let parts: Vec<(usize, &[usize])> = self
+            .key_order
+            .chunks(JSON_ROWS_PER_STATEMENT)
+            .enumerate()
+            .collect();
+        batch::parallel_map(&parts, |&(part, records)| {
             let mut param = String::from("[");
-            for (n, &i) in part.iter().enumerate() {
+            for (n, &i) in records.iter().enumerate() {
                 if n > 0 {
                     param.push(',');
                 }
                 param.push_str(&self.open_rows[i]);
                 param.push(',');
                 param.push_str(&to_json(&customers[i].as_str())?);
+                param.push(',');
+                param.push_str(&(part * JSON_ROWS_PER_STATEMENT + n).to_string());
                 param.push(']');
             }
             param.push(']');
@@ -1424,70 +1458,67 @@ impl NewRecordRows {
     }
 }
 
-/// Inserts new records, first seen `now`: `rows` as built by [`NewRecordRows::of`] and the
-/// customer of each (by record). Files nothing in the index: see [`write_index`].
+/// Inserts new records, first seen `now` and numbered from `first` (see
+/// [`reserve_record_ids`]): `rows` as built by [`NewRecordRows::of`] and the customer of each
+/// (by record). Files nothing in the index: see [`write_index`].
 pub(crate) async fn insert_new_records(
     conn: &mut AnyConnection,
     rows: &NewRecordRows,
     customers: &[CustomerId],
     now: i64,
+    first: i64,
 ) -> Result<(), StoreError> {
-    insert_new_record_params(conn, &rows.params(customers)?, now).await
+    insert_new_record_params(conn, &rows.params(customers)?, now, first).await
 }
 
-/// Inserts new records, first seen `now`, from the parameters [`NewRecordRows::params`] built.
+/// Inserts new records, first seen `now` and numbered from `first`, from the parameters
+/// [`NewRecordRows::params`] built.
 pub(crate) async fn insert_new_record_params(
     conn: &mut AnyConnection,
     params: &[String],
     now: i64,
+    first: i64,
 ) -> Result<(), StoreError> {
     let sql = format!(
-        "INSERT INTO records (source, source_id, customer_id, profile, source_updated_at, \
+        "INSERT INTO records (id, source, source_id, customer_id, profile, source_updated_at, \
          first_seen_at, last_changed_at, filed_keys) \
-         SELECT c0, c1, c5, c2, CAST(c3 AS BIGINT), $2, $2, c4 FROM {}",
-        json_rows(conn, 1, 6, "v")
+         SELECT CAST(c6 AS BIGINT) + $3, c0, c1, c5, c2, CAST(c3 AS BIGINT), $2, $2, c4 FROM {}",
+        json_rows(conn, 1, 7, "v")
     );
-    execute_json_params(conn, &sql, params, Some(now)).await
+    execute_json_params(conn, &sql, params, &[now, first]).await
 }
 
 /// The rows that file records under their blocking keys (identifiers included), in index
 /// order and serialized as the parameters of their INSERTs: built ahead of the write, which a
-/// bulk chunk then runs while it scores candidates. A key is stored as the 64-bit number
-/// [`batch::filed_key`] makes of it, not as its text: the index holds up to 16 rows per
-/// record (8.4 on average for `c360 gen` records: 8,417,181 rows for 1,003,500). Filing the
-/// 250,000-record chunk of a 1M-row upload took 4.2 to 5.0 s on SQLite (4.9 s with key texts,
-/// the same hour), and the five chunks' filing on PostgreSQL 28.7 s instead of 34.5 s.
+/// bulk chunk then runs while it scores candidates. A row is two integers: the 64-bit number
+/// [`batch::filed_key`] makes of a key, and the record's number (`records.id`), counted from
+/// the first of its batch until the write knows that first (see [`reserve_record_ids`]). The
+/// index holds up to 16 rows per record (8.4 on average for `c360 gen` records: 8,417,181
+/// rows for 1,003,500).
 pub(crate) struct IndexRows {
     keys: Vec<String>,
 }
 
 impl IndexRows {
     /// The index rows of `records`, each with the blocking keys it is filed under (which
-    /// `records.filed_keys` must list).
+    /// `records.filed_keys` must list), numbered in their [`key_order`].
     pub(crate) fn of(records: &[(&Profile, &[String])]) -> Result<Self, StoreError> {
         let filed: Vec<Vec<u64>> = records
             .iter()
             .map(|(_, keys)| batch::filed_keys(keys))
             .collect();
-        let records: Vec<(&Profile, &[u64])> = records
-            .iter()
-            .zip(&filed)
-            .map(|((profile, _), filed)| (*profile, filed.as_slice()))
-            .collect();
-        Self::of_filed(&records)
+        let filed: Vec<&[u64]> = filed.iter().map(Vec::as_slice).collect();
+        Self::of_filed(&filed, &record_numbers(&key_order(records)))
     }
 
-    /// The index rows of `records`, each with its keys as [`batch::filed_key`] files them.
-    pub(crate) fn of_filed(records: &[(&Profile, &[u64])]) -> Result<Self, StoreError> {
-        let mut rows: Vec<(i64, &str, &str)> = Vec::new();
-        for (profile, filed) in records {
-            let (source, id) = (profile.source.as_str(), profile.source_id.as_str());
-            for &key in filed.iter() {
-                rows.push((stored_key(key), source, id));
-            }
+    /// The index rows of records filed under `filed` (by record, each key as
+    /// [`batch::filed_key`] files it), numbered `numbers` (by record) from the first.
+    pub(crate) fn of_filed(filed: &[&[u64]], numbers: &[u32]) -> Result<Self, StoreError> {
+        let mut rows: Vec<(i64, u32)> = Vec::with_capacity(filed.iter().map(|f| f.len()).sum());
+        for (keys, &number) in filed.iter().zip(numbers) {
+            rows.extend(keys.iter().map(|&key| (stored_key(key), number)));
         }
         // In index order: each B-tree page is then visited once per chunk, not once per row.
-        // Keys are spread by their hash: their integer decides nearly every comparison.
         // Two keys of a record that hash alike are filed once.
         rows.sort_unstable();
         rows.dedup();
@@ -1550,44 +1581,46 @@ pub(crate) fn statement_params<R: serde::Serialize + Sync>(
         .collect()
 }
 
-/// Files records under their blocking keys, in multi-row INSERTs: a round trip per key would
-/// dominate ingest. Identifiers are blocking keys too ([`blocking::identifier_key`]): look-ups
-/// by email, phone or id read the same rows.
+/// Files records numbered from `first` under their blocking keys, in multi-row INSERTs: a
+/// round trip per key would dominate ingest. Identifiers are blocking keys too
+/// ([`blocking::identifier_key`]): look-ups by email, phone or id read the same rows.
 pub(crate) async fn write_index(
     conn: &mut AnyConnection,
     rows: &IndexRows,
+    first: i64,
 ) -> Result<(), StoreError> {
-    execute_json_params(conn, &insert_index_sql(conn), &rows.keys, None).await
+    execute_json_params(conn, &insert_index_sql(conn), &rows.keys, &[first]).await
 }
 
 /// Removes a stored record from the index: the blocking keys its row says it is filed under
-/// (by primary key: blocking_keys has no index by record).
-async fn clear_index(conn: &mut AnyConnection, key: &RecordKey) -> Result<(), StoreError> {
-    let filed: Option<String> =
-        sqlx::query("SELECT filed_keys FROM records WHERE source = $1 AND source_id = $2")
+/// (by primary key: blocking_keys has no index by record). The record's number, if stored.
+async fn clear_index(conn: &mut AnyConnection, key: &RecordKey) -> Result<Option<i64>, StoreError> {
+    let Some(row) =
+        sqlx::query("SELECT id, filed_keys FROM records WHERE source = $1 AND source_id = $2")
             .bind(key.source.as_str())
             .bind(key.source_id.as_str())
             .fetch_optional(&mut *conn)
             .await?
-            .map(|row| row.try_get::<Option<String>, _>(0))
-            .transpose()?
-            .flatten();
+    else {
+        return Ok(None);
+    };
+    let id: i64 = row.try_get(0)?;
+    let filed: Option<String> = row.try_get(1)?;
     let rows: Vec<[i64; 1]> = filed_keys_of(filed.as_deref())?
         .iter()
         .map(|k| [stored_key(batch::filed_key(k))])
         .collect();
     let sql = format!(
-        "DELETE FROM blocking_keys WHERE source = $2 AND source_id = $3 \
+        "DELETE FROM blocking_keys WHERE record_id = $2 \
          AND key IN (SELECT CAST(c0 AS BIGINT) FROM {})",
         json_rows(conn, 1, 1, "v")
     );
     sqlx::query(&sql)
         .bind(json_rows_param(&rows)?)
-        .bind(key.source.as_str())
-        .bind(key.source_id.as_str())
+        .bind(id)
         .execute(&mut *conn)
         .await?;
-    Ok(())
+    Ok(Some(id))
 }
 
 pub(crate) async fn insert_links(
@@ -1654,7 +1687,7 @@ pub(crate) async fn insert_edge_params(
          SELECT c0, c1, c2, c3, c4, $2 FROM {} WHERE true ON CONFLICT DO NOTHING",
         json_rows(conn, 1, 5, "v")
     );
-    execute_json_params(conn, &sql, params, Some(now)).await
+    execute_json_params(conn, &sql, params, &[now]).await
 }
 
 async fn delete_links_of(conn: &mut AnyConnection, key: &RecordKey) -> Result<(), StoreError> {
@@ -1719,7 +1752,7 @@ pub(crate) async fn absorb_all(
     let sql = format!(
         "UPDATE records SET customer_id = v.c1 FROM {moves} WHERE records.customer_id = v.c0"
     );
-    execute_json_rows(conn, &sql, &rows, None).await?;
+    execute_json_rows(conn, &sql, &rows, &[]).await?;
     // Ids absorbed earlier into an absorbed one first, then the absorbed ones themselves
     // (live, so never among the former).
     for absorbed_by in ["customers.merged_into = v.c0", "customers.id = v.c0"] {
@@ -1729,7 +1762,7 @@ pub(crate) async fn absorb_all(
              enrichment_pending = 0, blockgroup_geoid = NULL, version = version + 1, \
              updated_at = $2 FROM {moves} WHERE {absorbed_by}"
         );
-        execute_json_rows(conn, &sql, &rows, Some(now)).await?;
+        execute_json_rows(conn, &sql, &rows, &[now]).await?;
     }
     Ok(())
 }
@@ -1853,7 +1886,7 @@ pub(crate) async fn update_customer_params(
          FROM {} WHERE customers.id = v.c0",
         json_rows(conn, 1, 5, "v")
     );
-    execute_json_params(conn, &sql, params, Some(now)).await
+    execute_json_params(conn, &sql, params, &[now]).await
 }
 
 /// The first two members a guard rail says are different people, if any; `features` are
@@ -2035,14 +2068,15 @@ mod tests {
             .collect();
         assert_eq!(order, ["10", "9", "2"], "by (source, source_id), as text");
 
-        let customer = new_customer_id();
-        let row = format!(
-            "{},{}]",
-            rows.open_rows[1],
-            to_json(&customer.as_str()).unwrap()
-        );
-        let cells: Vec<serde_json::Value> = serde_json::from_str(&row).unwrap();
-        assert_eq!(cells.len(), 6);
+        let customers: Vec<CustomerId> = profiles.iter().map(|_| new_customer_id()).collect();
+        let params = rows.params(&customers).unwrap();
+        assert_eq!(params.len(), 1);
+        let all: Vec<Vec<serde_json::Value>> = serde_json::from_str(&params[0]).unwrap();
+        let numbers: Vec<&serde_json::Value> = all.iter().map(|row| &row[6]).collect();
+        assert_eq!(numbers, [0, 1, 2], "numbered in key order");
+        assert_eq!(record_numbers(&rows.key_order), [2, 1, 0], "by record");
+        let (cells, customer) = (&all[1], &customers[1]);
+        assert_eq!(cells.len(), 7);
         assert_eq!(cells[0], "crm");
         assert_eq!(cells[1], "9");
         let stored: Profile = serde_json::from_str(cells[2].as_str().unwrap()).unwrap();
@@ -2067,18 +2101,26 @@ mod tests {
         let keys: Vec<Vec<String>> = (0..profiles.len())
             .map(|i| vec![format!("k:{}", profiles.len() - i)])
             .collect();
-        let rows = IndexRows::of(&filed(&profiles, &keys)).unwrap();
+        let records = filed(&profiles, &keys);
+        let rows = IndexRows::of(&records).unwrap();
         assert_eq!(rows.keys.len(), 2, "one statement per 10,000 rows");
-        let all: Vec<(i64, String, String)> = rows
+        let all: Vec<(i64, u32)> = rows
             .keys
             .iter()
-            .flat_map(|p| serde_json::from_str::<Vec<(i64, String, String)>>(p).unwrap())
+            .flat_map(|p| serde_json::from_str::<Vec<(i64, u32)>>(p).unwrap())
             .collect();
         assert_eq!(all.len(), profiles.len());
         assert!(all.windows(2).all(|w| w[0] < w[1]), "in index order");
-        // Each key filed as its hash, the 64 bits as a signed integer.
-        let first = all.iter().find(|row| row.2 == "0").unwrap();
+        // Each key filed as its hash, the 64 bits as a signed integer, with the record's
+        // number: its place in key order ("0" comes first).
+        let first = all.iter().find(|row| row.1 == 0).unwrap();
         let expected = batch::filed_key(&format!("k:{}", profiles.len()));
         assert_eq!(first.0 as u64, expected);
+        let numbers = record_numbers(&key_order(&records));
+        let second = all.iter().find(|row| row.1 == numbers[1]).unwrap();
+        assert_eq!(
+            second.0 as u64,
+            batch::filed_key(&format!("k:{}", profiles.len() - 1))
+        );
     }
 }

@@ -288,33 +288,30 @@ impl Database {
         }
         let started = std::time::Instant::now();
         let insert = insert_index_sql(&write.tx);
-        let (mut after, mut records) = ((String::new(), String::new()), 0usize);
+        let (mut after, mut records) = (0i64, 0usize);
         loop {
             let rows = sqlx::query(
-                "SELECT source, source_id, filed_keys FROM records \
-                 WHERE (source, source_id) > ($1, $2) ORDER BY source, source_id LIMIT 10000",
+                "SELECT id, filed_keys FROM records WHERE id > $1 ORDER BY id LIMIT 10000",
             )
-            .bind(&after.0)
-            .bind(&after.1)
+            .bind(after)
             .fetch_all(&mut *write.tx)
             .await?;
             let Some(last) = rows.last() else {
                 break;
             };
-            after = (last.try_get(0)?, last.try_get(1)?);
+            after = last.try_get(0)?;
             records += rows.len();
-            let mut index: Vec<(i64, String, String)> = Vec::new();
+            let mut index: Vec<(i64, i64)> = Vec::new();
             for row in &rows {
-                let (source, id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-                let filed: Option<String> = row.try_get(2)?;
+                let id: i64 = row.try_get(0)?;
+                let filed: Option<String> = row.try_get(1)?;
                 for key in filed_keys_of(filed.as_deref())? {
-                    let key = stored_key(c360_matching::batch::filed_key(&key));
-                    index.push((key, source.clone(), id.clone()));
+                    index.push((stored_key(c360_matching::batch::filed_key(&key)), id));
                 }
             }
             index.sort_unstable();
             index.dedup();
-            execute_json_rows(&mut write.tx, &insert, &index, None).await?;
+            execute_json_rows(&mut write.tx, &insert, &index, &[0]).await?;
         }
         sqlx::query("DELETE FROM blocking_keys_refiling")
             .execute(&mut *write.tx)
@@ -497,14 +494,39 @@ pub fn stored_key(filed: u64) -> i64 {
     filed as i64
 }
 
-/// The statement that files index rows `[key, source, source_id]` given as a [`json_rows`]
-/// table in `$1`.
+/// The statement that files index rows `[key, n]` given as a [`json_rows`] table in `$1`: the
+/// record numbered `$2 + n` is filed under `key` (see [`reserve_record_ids`]).
 pub fn insert_index_sql(conn: &sqlx::AnyConnection) -> String {
     format!(
-        "INSERT INTO blocking_keys (key, source, source_id) \
-         SELECT CAST(c0 AS BIGINT), c1, c2 FROM {}",
-        json_rows(conn, 1, 3, "v")
+        "INSERT INTO blocking_keys (key, record_id) \
+         SELECT CAST(c0 AS BIGINT), CAST(c1 AS BIGINT) + $2 FROM {}",
+        json_rows(conn, 1, 2, "v")
     )
+}
+
+/// Reserves the numbers of `n` new records (`records.id`) in a write transaction: the first of
+/// them; the others follow it. Numbers are reserved ahead of the inserts so that a bulk chunk's
+/// index rows, serialized before it takes the writer, only need the first. On SQLite the
+/// transaction holds the database's write lock, so the next numbers after the largest are
+/// free. On PostgreSQL a sequence hands them out (a rolled-back run leaves a gap): one number
+/// by `nextval`, which concurrent writers may call at once; a run by moving the sequence past
+/// it, which only a bulk write may do, as it holds the exclusive advisory lock that keeps every
+/// other writer out (another `nextval` between the two steps would draw a number of the run).
+pub async fn reserve_record_ids(
+    conn: &mut sqlx::AnyConnection,
+    n: usize,
+) -> Result<i64, StoreError> {
+    let n = i64::try_from(n.max(1)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let query = match (conn.backend_name() == "PostgreSQL", n) {
+        (true, 1) => sqlx::query_scalar("SELECT nextval('record_ids')"),
+        (true, _) => sqlx::query_scalar(
+            "SELECT setval('record_ids', nextval('record_ids') + $1 - 1) - $1 + 1",
+        )
+        .bind(n),
+        (false, _) => sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM records"),
+    };
+    let first: i64 = query.fetch_one(&mut *conn).await?;
+    Ok(first)
 }
 
 /// Rows per statement when they travel as one JSON value ([`json_rows`]).
@@ -535,43 +557,43 @@ pub fn json_rows(conn: &sqlx::AnyConnection, param: usize, columns: usize, alias
 }
 
 /// Runs `sql`, whose `$1` is a [`json_rows`] table, once per [`JSON_ROWS_PER_STATEMENT`] of
-/// `rows`; `now`, when given, is its `$2`.
+/// `rows`; `bound` holds the values of `$2`, `$3`...
 pub async fn execute_json_rows<R: serde::Serialize>(
     conn: &mut sqlx::AnyConnection,
     sql: &str,
     rows: &[R],
-    now: Option<i64>,
+    bound: &[i64],
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(JSON_ROWS_PER_STATEMENT) {
-        execute_json_param(conn, sql, &json_rows_param(chunk)?, now).await?;
+        execute_json_param(conn, sql, &json_rows_param(chunk)?, bound).await?;
     }
     Ok(())
 }
 
 /// Runs `sql`, whose `$1` is a [`json_rows`] table, once per parameter of `params`, each
-/// already serialized (see [`json_rows_param`]); `now`, when given, is its `$2`.
+/// already serialized (see [`json_rows_param`]); `bound` holds the values of `$2`, `$3`...
 pub async fn execute_json_params(
     conn: &mut sqlx::AnyConnection,
     sql: &str,
     params: &[String],
-    now: Option<i64>,
+    bound: &[i64],
 ) -> Result<(), StoreError> {
     for param in params {
-        execute_json_param(conn, sql, param, now).await?;
+        execute_json_param(conn, sql, param, bound).await?;
     }
     Ok(())
 }
 
-/// Runs `sql` once with `param` as its `$1` and `now`, when given, as its `$2`.
+/// Runs `sql` once with `param` as its `$1` and `bound` as its `$2`, `$3`...
 async fn execute_json_param(
     conn: &mut sqlx::AnyConnection,
     sql: &str,
     param: &str,
-    now: Option<i64>,
+    bound: &[i64],
 ) -> Result<(), StoreError> {
     let mut query = sqlx::query(sql).bind(param);
-    if let Some(now) = now {
-        query = query.bind(now);
+    for &value in bound {
+        query = query.bind(value);
     }
     query.execute(&mut *conn).await?;
     Ok(())

@@ -603,8 +603,7 @@ async fn a_bulk_load_keeps_postgres_statistics_fresh() {
         "statistics count {analyzed} records of {stored}"
     );
     let plan: Vec<String> = sqlx::query_scalar(
-        "EXPLAIN SELECT r.profile FROM blocking_keys k JOIN records r \
-         ON r.source = k.source AND r.source_id = k.source_id \
+        "EXPLAIN SELECT r.profile FROM blocking_keys k JOIN records r ON r.id = k.record_id \
          WHERE k.key = 4611686018427387904 ORDER BY r.last_changed_at DESC LIMIT 200",
     )
     .fetch_all(db.pool())
@@ -657,13 +656,15 @@ async fn filed_keys(
     db: &c360_services::Database,
     key: &c360_domain::RecordKey,
 ) -> (Vec<i64>, Vec<String>) {
-    let mut stored: Vec<i64> =
-        sqlx::query_scalar("SELECT key FROM blocking_keys WHERE source = $1 AND source_id = $2")
-            .bind(key.source.as_str())
-            .bind(key.source_id.as_str())
-            .fetch_all(db.pool())
-            .await
-            .unwrap();
+    let mut stored: Vec<i64> = sqlx::query_scalar(
+        "SELECT k.key FROM blocking_keys k JOIN records r ON r.id = k.record_id \
+         WHERE r.source = $1 AND r.source_id = $2",
+    )
+    .bind(key.source.as_str())
+    .bind(key.source_id.as_str())
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
     stored.sort();
     let listed: Option<String> =
         sqlx::query_scalar("SELECT filed_keys FROM records WHERE source = $1 AND source_id = $2")
@@ -746,23 +747,38 @@ async fn an_update_or_a_delete_unfiles_exactly_the_records_blocking_keys(engine:
 /// Migration 0011 turned the blocking index's key texts into hashes, which SQL cannot
 /// compute: a store holding records from before it is filed again when the service next
 /// starts, from each record's own list of keys, and look-ups by identifier and new records
-/// find the stored ones through it.
+/// find the stored ones through it. Migration 0012 (records numbered, the index filing them
+/// by number) runs between the two.
 async fn a_store_indexed_under_key_texts_is_filed_again_under_hashes_at_start(engine: Engine) {
     use c360_domain::{IdentifierKind, IngestOutcome, Profile};
 
     let (database, db, resolver, profiles) = store_and_records(engine, 60, 36).await;
     resolver.ingest_batch(&profiles).await.unwrap();
 
-    // Back to the store as migration 0010 left it: the index by key text, 0011 not applied.
+    // Back to the store as migration 0010 left it: records without numbers, the index by key
+    // text, 0011 and 0012 not applied.
+    let mut conn = db.pool().acquire().await.unwrap();
     for statement in [
+        "CREATE TABLE records_0010 (source TEXT NOT NULL, source_id TEXT NOT NULL, \
+         customer_id TEXT NOT NULL, profile TEXT NOT NULL, source_updated_at BIGINT, \
+         first_seen_at BIGINT NOT NULL, last_changed_at BIGINT NOT NULL, filed_keys TEXT, \
+         PRIMARY KEY (source, source_id))",
+        "INSERT INTO records_0010 SELECT source, source_id, customer_id, profile, \
+         source_updated_at, first_seen_at, last_changed_at, filed_keys FROM records",
+        "DROP TABLE records",
+        "ALTER TABLE records_0010 RENAME TO records",
+        "CREATE INDEX records_customer ON records (customer_id)",
         "DROP TABLE blocking_keys",
         "DROP TABLE blocking_keys_refiling",
-        "DELETE FROM _sqlx_migrations WHERE version = 11",
+        "DELETE FROM _sqlx_migrations WHERE version IN (11, 12)",
         "CREATE TABLE blocking_keys (key TEXT NOT NULL, source TEXT NOT NULL, \
          source_id TEXT NOT NULL, PRIMARY KEY (key, source, source_id))",
     ] {
-        sqlx::query(statement).execute(db.pool()).await.unwrap();
+        // On one connection: a pooled SQLite connection may still read the schema from
+        // before another connection's DROP.
+        sqlx::query(statement).execute(&mut *conn).await.unwrap();
     }
+    drop(conn);
     for profile in &profiles {
         let keys = c360_matching::blocking::keys(&c360_matching::Features::of(profile));
         for key in keys {

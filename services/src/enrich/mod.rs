@@ -438,7 +438,7 @@ impl Enricher {
             "UPDATE customers SET enrichment_pending = 0 WHERE id IN (SELECT c0 FROM {})",
             json_rows(conn, 1, 1, "v")
         );
-        execute_json_rows(conn, &sql, &round.settled, None).await?;
+        execute_json_rows(conn, &sql, &round.settled, &[]).await?;
         write.tx.commit().await?;
         Ok(written)
     }
@@ -809,9 +809,7 @@ mod tests {
              enrichment_key, enrichment_pending) SELECT c0, '{{}}', 1, 0, 0, 'key', 1 FROM {}",
             json_rows(&conn, 1, 1, "v")
         );
-        execute_json_rows(&mut conn, &sql, &ids, None)
-            .await
-            .unwrap();
+        execute_json_rows(&mut conn, &sql, &ids, &[]).await.unwrap();
         drop(conn);
         let enricher = Arc::new(Enricher::new(
             Arc::new(load_offline_geocoder(&[], None).unwrap()),
