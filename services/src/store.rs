@@ -43,8 +43,9 @@ pub struct Database {
     engine: Engine,
     /// SQLite has one writer at a time: writes queue here, in the process, for the one
     /// connection that writes (no `SQLITE_BUSY` on lock upgrades). PostgreSQL uses row and
-    /// advisory locks instead.
-    sqlite_writer: Option<(AnyPool, Arc<Mutex<()>>)>,
+    /// advisory locks instead. The slot holds whether that connection's page cache is sized
+    /// for bulk chunks (see [`SQLITE_BULK_WRITER_CACHE_KIB`]).
+    sqlite_writer: Option<(AnyPool, Arc<Mutex<bool>>)>,
     statistics: Arc<Statistics>,
 }
 
@@ -79,8 +80,17 @@ const SQLITE_READER_CACHE_KIB: i64 = 32 * 1024;
 /// 256 MiB; in session 10, with 1 GiB set for bulk chunks only, at 4,671 rows/s, the low end
 /// of that day's runs with 32 MiB (4,710 to 5,473; `scripts/bench-bulk sqlite 1000000 6`): the
 /// index writes got shorter, but each chunk then waited for its scoring, and the commits took
-/// longer.
+/// longer. Bulk chunks now take a larger cache all the same, which pays on later code (see
+/// [`SQLITE_BULK_WRITER_CACHE_KIB`]); other writes go back to this one.
 const SQLITE_WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// SQLite page cache of the writing connection while it writes bulk chunks (and until the
+/// next other write), in KiB: a chunk dirties far more pages than 32 MiB holds, which were
+/// written to the log before the commit and read back. In three pairs of 1M-row uploads
+/// (`scripts/bench-bulk sqlite 1000000 6`, session 19, on a machine drifting between runs),
+/// 6,801, 9,051 and 8,995 rows/s with 256 MiB against 5,215, 7,321 and 8,359 with 32 MiB, the
+/// writing thread's CPU 76.5, 60.6 and 59.1 s against 90.1, 71.6 and 62.4 s; the third pair
+/// ran in the reverse order of the first two.
+const SQLITE_BULK_WRITER_CACHE_KIB: i64 = 256 * 1024;
 /// Reads of pages not in a connection's cache go through a memory map instead of a system
 /// call each; address space only, the OS page cache holds the pages either way.
 const SQLITE_MMAP_BYTES: i64 = 4 << 30;
@@ -91,10 +101,22 @@ const SQLITE_MMAP_BYTES: i64 = 4 << 30;
 /// and 9,659 (a slowing machine; `scripts/bench-bulk sqlite 1000000 6`).
 const SQLITE_PAGE_BYTES: i64 = 8192;
 
+/// What a write transaction writes: how it locks on PostgreSQL, and the page cache it gives
+/// SQLite's writer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WriteKind {
+    /// The identity graph, record by record or by hand.
+    Graph,
+    /// Beside the graph: enrichment, name counts, a bulk job's checkpoints.
+    Side,
+    /// A chunk of a bulk upload.
+    Bulk,
+}
+
 /// A write transaction plus, on SQLite, the process-wide writer slot it holds.
 pub struct WriteTx {
     pub tx: sqlx::Transaction<'static, sqlx::Any>,
-    _writer: Option<OwnedMutexGuard<()>>,
+    _writer: Option<OwnedMutexGuard<bool>>,
 }
 
 impl Database {
@@ -156,7 +178,7 @@ impl Database {
         Ok(Self {
             pool,
             engine,
-            sqlite_writer: sqlite_writer.map(|pool| (pool, Arc::new(Mutex::new(())))),
+            sqlite_writer: sqlite_writer.map(|pool| (pool, Arc::new(Mutex::new(false)))),
             statistics: Arc::default(),
         })
     }
@@ -352,15 +374,17 @@ impl Database {
     /// in the store's graph-write count, which tells a bulk job holding the records in memory
     /// ([`crate::resident`]) that the store changed under it.
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
-        let mut write = self.begin(false).await?;
+        let mut write = self.begin(WriteKind::Graph).await?;
         self.count_graph_write(&mut write).await?;
         Ok(write)
     }
 
     /// Starts a transaction that writes beside the identity graph only (enrichment, name
-    /// counts): as [`Self::begin_write`], without counting itself as a graph write.
+    /// counts, a bulk job's checkpoints): as [`Self::begin_write`], without counting itself as
+    /// a graph write, and leaving the SQLite writer's page cache as it is, so that a bulk job's
+    /// chunks keep theirs across the checkpoints between them.
     pub async fn begin_side_write(&self) -> Result<WriteTx, StoreError> {
-        self.begin(false).await
+        self.begin(WriteKind::Side).await
     }
 
     /// Starts a transaction that writes a chunk of a bulk upload: on PostgreSQL it holds the
@@ -368,7 +392,7 @@ impl Database {
     /// against what it read, is written. The chunk counts itself with
     /// [`Self::count_graph_write`] before it commits.
     pub async fn begin_bulk_write(&self) -> Result<WriteTx, StoreError> {
-        self.begin(true).await
+        self.begin(WriteKind::Bulk).await
     }
 
     /// How many transactions have written to the graph, as of `write`'s start. Read under
@@ -394,7 +418,8 @@ impl Database {
         Ok(n as u64)
     }
 
-    async fn begin(&self, bulk: bool) -> Result<WriteTx, StoreError> {
+    async fn begin(&self, kind: WriteKind) -> Result<WriteTx, StoreError> {
+        let bulk = kind == WriteKind::Bulk;
         /// "c360bulk" as a number: the advisory lock key of bulk chunks.
         const BULK_LOCK: i64 = 0x6333_3630_6275_6c6b;
         let (mut tx, writer) = match &self.sqlite_writer {
@@ -402,8 +427,19 @@ impl Database {
             // snapshot first and fails with SQLITE_BUSY_SNAPSHOT when a write outside the
             // writer queue (the view outbox, a second process) commits before it writes.
             Some((pool, queue)) => {
-                let slot = queue.clone().lock_owned().await;
-                (pool.begin_with("BEGIN IMMEDIATE").await?, Some(slot))
+                let mut slot = queue.clone().lock_owned().await;
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                if *slot != bulk && kind != WriteKind::Side {
+                    let kib = if bulk {
+                        SQLITE_BULK_WRITER_CACHE_KIB
+                    } else {
+                        SQLITE_WRITER_CACHE_KIB
+                    };
+                    tx.execute(format!("PRAGMA cache_size = -{kib}").as_str())
+                        .await?;
+                    *slot = bulk;
+                }
+                (tx, Some(slot))
             }
             None => (self.pool.begin().await?, None),
         };
