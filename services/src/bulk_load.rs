@@ -1034,7 +1034,6 @@ fn held_of(records: Vec<StoredRecord>) -> Vec<Held> {
         .collect()
 }
 
-/// Whether no record is stored at all.
 /// Reserves the numbers of a chunk's records and files them under their blocking keys: the
 /// number of the first.
 async fn file_chunk(conn: &mut AnyConnection, chunk: &PreparedChunk) -> Result<i64, StoreError> {
@@ -1052,6 +1051,7 @@ async fn file_chunk_rows(
     Ok(first)
 }
 
+/// Whether no record is stored at all.
 async fn store_is_empty(conn: &mut AnyConnection) -> Result<bool, StoreError> {
     let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM records LIMIT 1")
         .fetch_optional(&mut *conn)
