@@ -551,7 +551,7 @@ impl Resolver {
         let now = resolved.now;
         let first = match resolved.first_record_id {
             Some(first) => first,
-            None => file_chunk_rows(conn, rows, resolved.customers.len()).await?,
+            None => file_chunk(conn, rows, resolved.customers.len()).await?,
         };
         let filed = started.elapsed();
         absorb_all(conn, &resolved.merged, now).await?;
@@ -684,7 +684,9 @@ impl Resolver {
             (stored, decided, pairs.len())
         });
         let filing = match &mut side {
-            StoredSide::Store(conn) => Some(file_chunk(conn, chunk).await),
+            StoredSide::Store(conn) => {
+                Some(file_chunk(conn, &chunk.rows, chunk.records.len()).await)
+            }
             StoredSide::Image(_) => None,
         };
         let filed_ms = started.elapsed() - loaded;
@@ -1034,14 +1036,9 @@ fn held_of(records: Vec<StoredRecord>) -> Vec<Held> {
         .collect()
 }
 
-/// Reserves the numbers of a chunk's records and files them under their blocking keys: the
-/// number of the first.
-async fn file_chunk(conn: &mut AnyConnection, chunk: &PreparedChunk) -> Result<i64, StoreError> {
-    file_chunk_rows(conn, &chunk.rows, chunk.records.len()).await
-}
-
-/// [`file_chunk`], given the chunk's rows and how many records it holds.
-async fn file_chunk_rows(
+/// Reserves the numbers of a chunk's `records` and files them under their blocking keys (the
+/// chunk's `rows`): the number of the first.
+async fn file_chunk(
     conn: &mut AnyConnection,
     rows: &ChunkRows,
     records: usize,
