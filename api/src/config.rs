@@ -178,7 +178,7 @@ pub struct ServeConfig {
 
     /// Fewest valid rows of a bulk upload resolved and written in one transaction (a chunk is
     /// half the stored records, within this and C360_BULK_MAX_CHUNK_ROWS; a store holding
-    /// fewer records than this takes C360_BULK_MAX_CHUNK_ROWS at once). A slower upload is
+    /// fewer records than this takes C360_BULK_FIRST_CHUNK_ROWS at once). A slower upload is
     /// written every second.
     #[arg(long, env = "C360_BULK_CHUNK_ROWS", default_value_t = ChunkRows::default().least)]
     pub bulk_chunk_rows: usize,
@@ -186,6 +186,13 @@ pub struct ServeConfig {
     /// Most valid rows of a bulk upload resolved and written in one transaction.
     #[arg(long, env = "C360_BULK_MAX_CHUNK_ROWS", default_value_t = ChunkRows::default().most)]
     pub bulk_max_chunk_rows: usize,
+
+    /// Most valid rows of a first load (into a store holding fewer than C360_BULK_CHUNK_ROWS
+    /// records) resolved and written in one transaction: resolved together, they score fewer
+    /// pairs and give the partition `c360 resolve` gives, but count as stored only once all
+    /// are written, and hold the writer that long.
+    #[arg(long, env = "C360_BULK_FIRST_CHUNK_ROWS", default_value_t = ChunkRows::default().first)]
+    pub bulk_first_chunk_rows: usize,
 
     /// Most records a bulk job that starts on an empty store holds in memory, so that its
     /// later chunks find their candidates without reading the store back (a 1M-row load peaked
@@ -209,6 +216,7 @@ impl ServeConfig {
         ChunkRows {
             least: self.bulk_chunk_rows,
             most: self.bulk_max_chunk_rows,
+            first: self.bulk_first_chunk_rows,
         }
     }
 
@@ -232,6 +240,7 @@ impl ServeConfig {
             jobs_dir: PathBuf::from("data/jobs"),
             bulk_chunk_rows: ChunkRows::default().least,
             bulk_max_chunk_rows: ChunkRows::default().most,
+            bulk_first_chunk_rows: ChunkRows::default().first,
             bulk_resident_records: DEFAULT_RESIDENT_RECORDS,
             max_upload_bytes: 64 * 1024 * 1024 * 1024,
             log_format: LogFormat::Text,

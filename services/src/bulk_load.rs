@@ -28,7 +28,7 @@ use std::sync::Arc;
 use c360_domain::{CustomerId, IngestOutcome, MemberRecord, Profile, RecordKey};
 use c360_matching::compare::{Field, MISSING};
 use c360_matching::graph::GuardedClusters;
-use c360_matching::{batch, blocking, survivorship, Features, PairDecision, Verdict};
+use c360_matching::{batch, blocking, survivorship, Engine, Features, PairDecision, Verdict};
 use sqlx::AnyConnection;
 
 use crate::error::{ServiceError, StoreError};
@@ -747,183 +747,36 @@ impl Resolver {
             }
         };
         stored.extend(others);
-        let features = |i: usize| features_of(chunk, &stored, i);
         let keys: Vec<RecordKey> = chunk
             .records
             .iter()
             .chain(stored.iter().map(|h| &h.resident))
             .map(|r| r.profile.key())
             .collect();
-        let index_of: HashMap<&RecordKey, usize> =
-            keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
-        // Strongest first; ties by the records' keys, as the batch resolver orders them.
-        links.sort_by(|a, b| {
-            b.0.total_cmp(&a.0).then_with(|| {
-                in_order(&keys[a.1], &keys[a.2]).cmp(&in_order(&keys[b.1], &keys[b.2]))
-            })
-        });
-        let members_loaded = started.elapsed();
-
-        // Stored customers start as clusters of their own records.
-        let mut clusters = GuardedClusters::new(keys.len());
-        let mut first_of: HashMap<&CustomerId, usize> = HashMap::new();
-        for (s, record) in stored.iter().enumerate() {
-            let idx = n + s;
-            if let Some(&first) = first_of.get(&record.customer_id) {
-                let _ = clusters.union_unless(first, idx, |_, _| false);
-            } else {
-                first_of.insert(&record.customer_id, idx);
-            }
-        }
         let never: HashSet<(usize, usize)> = match &mut side {
             // The image is only made of a store without cannot-links, and a manual link made
             // since is a graph write, which the chunk's write finds.
             StoredSide::Image(_) => HashSet::new(),
-            StoredSide::Store(conn) => cannot_links_among(conn, &keys[n..])
-                .await?
-                .into_iter()
-                .filter_map(|(a, b)| Some((*index_of.get(&a)?, *index_of.get(&b)?)))
-                .flat_map(|(a, b)| [(a, b), (b, a)])
-                .collect(),
+            StoredSide::Store(conn) => {
+                let index_of: HashMap<&RecordKey, usize> =
+                    keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+                cannot_links_among(conn, &keys[n..])
+                    .await?
+                    .into_iter()
+                    .filter_map(|(a, b)| Some((*index_of.get(&a)?, *index_of.get(&b)?)))
+                    .flat_map(|(a, b)| [(a, b), (b, a)])
+                    .collect()
+            }
         };
-        // The links to write, by position in `links`; their evidence is serialized after.
-        let mut written: Vec<usize> = Vec::new();
-        let mut per_pair_customer: HashMap<(usize, usize), usize> = HashMap::new();
-        for (l, (_, i, j, names_compared, decision)) in links.iter().enumerate() {
-            let merged = clusters.union_unless(*i, *j, |x, y| {
-                never.contains(&(x, y))
-                    || engine
-                        .conflict(features(x), features(y), *names_compared)
-                        .is_some()
-            });
-            match merged {
-                Ok(()) => {
-                    // A few links per (new record, other side's cluster) so that deleting one
-                    // record rarely disconnects the rest, as record-by-record ingest keeps.
-                    let side = clusters.find(*j);
-                    let count = per_pair_customer.entry((*i, side)).or_default();
-                    *count += 1;
-                    if *count <= LINKS_PER_CUSTOMER {
-                        written.push(l);
-                    }
-                }
-                Err((x, y)) => {
-                    let reason = if never.contains(&(x, y)) {
-                        "cannot_link".to_owned()
-                    } else {
-                        engine
-                            .conflict(features(x), features(y), *names_compared)
-                            .unwrap_or_else(|| "guard_rail".to_owned())
-                    };
-                    reviews.entry(*i).or_default().push(Review {
-                        other: keys[*j].clone(),
-                        probability: 1.0,
-                        reason,
-                        evidence: engine.evidence(decision),
-                    });
-                }
-            }
-        }
-
-        // Evidence of every written link, on every core: a chunk writes hundreds of thousands.
-        let written_links: Vec<(RecordKey, RecordKey, String)> =
-            batch::parallel_map(&written, |&l| {
-                let (_, i, j, _, decision) = &links[l];
-                to_json(&engine.evidence(decision)).map(|e| (keys[*i].clone(), keys[*j].clone(), e))
-            })
-            .into_iter()
-            .collect::<Result<_, _>>()?;
-
-        // Each cluster with new records becomes a customer: new, joined, or merged.
-        let labels = clusters.labels();
-        let mut groups: BTreeMap<u32, Group> = BTreeMap::new();
-        for (idx, &label) in labels.iter().enumerate() {
-            let group = groups.entry(label).or_default();
-            if idx < n {
-                group.new.push(idx);
-            } else {
-                group.stored.push(idx);
-                group.customers.insert(stored[idx - n].customer_id.clone());
-            }
-        }
-        let mut outcomes = vec![IngestOutcome::JoinedCustomer; n];
-        let mut customer_of = vec![None; n];
-        let mut created: Vec<(CustomerId, Vec<usize>)> = Vec::new();
-        let mut grown: Vec<(CustomerId, Vec<usize>)> = Vec::new();
-        let mut merged: Vec<(CustomerId, Vec<CustomerId>)> = Vec::new();
-        for group in groups.into_values() {
-            let Some(&first) = group.new.first() else {
-                continue; // a stored customer no new record joined
-            };
-            let customer = match group.customers.iter().next() {
-                None => {
-                    outcomes[first] = IngestOutcome::CreatedCustomer;
-                    let id = new_customer_id();
-                    created.push((id.clone(), group.new.clone()));
-                    id
-                }
-                Some(survivor) => {
-                    // The oldest customer survives: ids are time-ordered.
-                    let absorbed: Vec<CustomerId> =
-                        group.customers.iter().skip(1).cloned().collect();
-                    if !absorbed.is_empty() {
-                        outcomes[first] = IngestOutcome::MergedCustomers;
-                        merged.push((survivor.clone(), absorbed));
-                    }
-                    // Every member is at hand: the new ones and all of each joined customer's.
-                    let mut members: Vec<usize> =
-                        group.new.iter().chain(&group.stored).copied().collect();
-                    members.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
-                    grown.push((survivor.clone(), members));
-                    survivor.clone()
-                }
-            };
-            for &m in &group.new {
-                customer_of[m] = Some(customer.clone());
-            }
-        }
-
-        // Golden records and coherence of the grown customers, on every core; updated in id
-        // order, so that each page of the customers table is visited once.
-        grown.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let grown: Vec<CustomerSummary> = batch::parallel_map(&grown, |(id, members)| {
-            let records: Vec<MemberRecord> = members
-                .iter()
-                .map(|&m| member(chunk, &stored, m, now))
-                .collect();
-            let member_features: Vec<&Features> = members
-                .iter()
-                .take(c360_matching::INCOHERENCE_CHECK_LIMIT)
-                .map(|&m| features(m))
-                .collect();
-            CustomerSummary::of(&engine, id, &records, &member_features)
-        })
-        .into_iter()
-        .collect::<Result<_, _>>()?;
-        // The new customers' golden records need only the clusters.
-        let created = new_customer_rows(chunk, &created, &engine.config().survivorship, now)?;
-        let customers: Vec<CustomerId> = customer_of
-            .into_iter()
-            .map(|customer| {
-                customer
-                    .ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))
-            })
-            .collect::<Result<Vec<CustomerId>, _>>()?;
-        let names = chunk
-            .records
-            .iter()
-            .flat_map(|r| name_changes(&r.features, 1))
-            .collect();
-        let reviews = reviews
-            .into_iter()
-            .map(|(i, items)| (keys[i].clone(), items))
-            .collect();
-        let params = ChunkParams {
-            records: chunk.rows.records.params(&customers)?,
-            links: edge_params(&written_links)?,
-            created: statement_params(&created)?,
-            grown: customer_update_params(&grown)?,
-        };
+        let members_loaded = started.elapsed();
+        let linked_chunk = link_chunk(
+            &engine,
+            chunk,
+            &stored,
+            Decided { links, reviews },
+            (&keys, &never),
+            now,
+        )?;
         let linked = started.elapsed();
         let ms = |d: std::time::Duration| d.as_millis() as u64;
         tracing::debug!(
@@ -931,7 +784,7 @@ impl Resolver {
             candidates,
             scored_pairs,
             members = stored.len() - candidates,
-            grown = grown.len(),
+            grown = linked_chunk.grown,
             in_memory = matches!(side, StoredSide::Image(_)),
             queried_ms = ms(queried),
             loaded_ms = ms(loaded - queried),
@@ -939,21 +792,249 @@ impl Resolver {
             decided_ms = ms(decided - loaded),
             members_ms = ms(members_loaded - decided),
             linked_ms = ms(linked - members_loaded),
-            merges = merged.len(),
+            merges = linked_chunk.merged.len(),
             "bulk chunk resolved"
         );
+        let LinkedChunk {
+            outcomes,
+            customers,
+            merged,
+            grown,
+            params,
+            reviews,
+            names,
+        } = linked_chunk;
         Ok(ResolvedChunk {
             now,
             outcomes,
             customers,
             merged,
-            grown: grown.len(),
+            grown,
             params,
             reviews,
             names,
             first_record_id,
         })
     }
+}
+
+/// A chunk's candidate pairs as scored: the matches, each with its link priority, whether
+/// first names were compared, and its decision; and the pairs to review, by new record.
+struct Decided {
+    links: Vec<(f64, usize, usize, bool, PairDecision)>,
+    reviews: BTreeMap<usize, Vec<Review>>,
+}
+
+/// What linking a chunk decided, and the rows its write needs.
+struct LinkedChunk {
+    outcomes: Vec<IngestOutcome>,
+    customers: Vec<CustomerId>,
+    merged: Vec<(CustomerId, Vec<CustomerId>)>,
+    grown: usize,
+    params: ChunkParams,
+    reviews: Vec<(RecordKey, Vec<Review>)>,
+    names: NameCounts,
+}
+
+/// Links a chunk's new records with each other and with the `stored` records beside them,
+/// strongest link first, with the guard rails and the cannot-links (`never`, by position in
+/// `keys`: the chunk's records, then the stored ones); works out the customers they make,
+/// their golden records and the rows to write. No store: whichever side the stored records
+/// came from, their reads are done. CPU-bound, partly on every core.
+fn link_chunk(
+    engine: &Engine,
+    chunk: &PreparedChunk,
+    stored: &[Held],
+    Decided {
+        mut links,
+        mut reviews,
+    }: Decided,
+    (keys, never): (&[RecordKey], &HashSet<(usize, usize)>),
+    now: i64,
+) -> Result<LinkedChunk, StoreError> {
+    let started = std::time::Instant::now();
+    let n = chunk.records.len();
+    let features = |i: usize| features_of(chunk, stored, i);
+    // Strongest first; ties by the records' keys, as the batch resolver orders them.
+    links.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| in_order(&keys[a.1], &keys[a.2]).cmp(&in_order(&keys[b.1], &keys[b.2])))
+    });
+
+    let sorted = started.elapsed();
+    // Stored customers start as clusters of their own records.
+    let mut clusters = GuardedClusters::new(keys.len());
+    let mut first_of: HashMap<&CustomerId, usize> = HashMap::new();
+    for (s, record) in stored.iter().enumerate() {
+        let idx = n + s;
+        if let Some(&first) = first_of.get(&record.customer_id) {
+            let _ = clusters.union_unless(first, idx, |_, _| false);
+        } else {
+            first_of.insert(&record.customer_id, idx);
+        }
+    }
+
+    // The links to write, by position in `links`; their evidence is serialized after.
+    let mut written: Vec<usize> = Vec::new();
+    let mut per_pair_customer: HashMap<(usize, usize), usize> = HashMap::new();
+    for (l, (_, i, j, names_compared, decision)) in links.iter().enumerate() {
+        let merged = clusters.union_unless(*i, *j, |x, y| {
+            never.contains(&(x, y))
+                || engine
+                    .conflict(features(x), features(y), *names_compared)
+                    .is_some()
+        });
+        match merged {
+            Ok(()) => {
+                // A few links per (new record, other side's cluster) so that deleting one
+                // record rarely disconnects the rest, as record-by-record ingest keeps.
+                let side = clusters.find(*j);
+                let count = per_pair_customer.entry((*i, side)).or_default();
+                *count += 1;
+                if *count <= LINKS_PER_CUSTOMER {
+                    written.push(l);
+                }
+            }
+            Err((x, y)) => {
+                let reason = if never.contains(&(x, y)) {
+                    "cannot_link".to_owned()
+                } else {
+                    engine
+                        .conflict(features(x), features(y), *names_compared)
+                        .unwrap_or_else(|| "guard_rail".to_owned())
+                };
+                reviews.entry(*i).or_default().push(Review {
+                    other: keys[*j].clone(),
+                    probability: 1.0,
+                    reason,
+                    evidence: engine.evidence(decision),
+                });
+            }
+        }
+    }
+
+    // Evidence of every written link, on every core: a chunk writes hundreds of thousands.
+    let unioned = started.elapsed();
+    let written_links: Vec<(RecordKey, RecordKey, String)> = batch::parallel_map(&written, |&l| {
+        let (_, i, j, _, decision) = &links[l];
+        to_json(&engine.evidence(decision)).map(|e| (keys[*i].clone(), keys[*j].clone(), e))
+    })
+    .into_iter()
+    .collect::<Result<_, _>>()?;
+
+    let evidenced = started.elapsed();
+    // Each cluster with new records becomes a customer: new, joined, or merged.
+    let labels = clusters.labels();
+    let mut groups: BTreeMap<u32, Group> = BTreeMap::new();
+    for (idx, &label) in labels.iter().enumerate() {
+        let group = groups.entry(label).or_default();
+        if idx < n {
+            group.new.push(idx);
+        } else {
+            group.stored.push(idx);
+            group.customers.insert(stored[idx - n].customer_id.clone());
+        }
+    }
+    let mut outcomes = vec![IngestOutcome::JoinedCustomer; n];
+    let mut customer_of = vec![None; n];
+    let mut created: Vec<(CustomerId, Vec<usize>)> = Vec::new();
+    let mut grown: Vec<(CustomerId, Vec<usize>)> = Vec::new();
+    let mut merged: Vec<(CustomerId, Vec<CustomerId>)> = Vec::new();
+    for group in groups.into_values() {
+        let Some(&first) = group.new.first() else {
+            continue; // a stored customer no new record joined
+        };
+        let customer = match group.customers.iter().next() {
+            None => {
+                outcomes[first] = IngestOutcome::CreatedCustomer;
+                let id = new_customer_id();
+                created.push((id.clone(), group.new.clone()));
+                id
+            }
+            Some(survivor) => {
+                // The oldest customer survives: ids are time-ordered.
+                let absorbed: Vec<CustomerId> = group.customers.iter().skip(1).cloned().collect();
+                if !absorbed.is_empty() {
+                    outcomes[first] = IngestOutcome::MergedCustomers;
+                    merged.push((survivor.clone(), absorbed));
+                }
+                // Every member is at hand: the new ones and all of each joined customer's.
+                let mut members: Vec<usize> =
+                    group.new.iter().chain(&group.stored).copied().collect();
+                members.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+                grown.push((survivor.clone(), members));
+                survivor.clone()
+            }
+        };
+        for &m in &group.new {
+            customer_of[m] = Some(customer.clone());
+        }
+    }
+
+    // Golden records and coherence of the grown customers, on every core; updated in id
+    // order, so that each page of the customers table is visited once.
+    let grouped = started.elapsed();
+    grown.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let grown: Vec<CustomerSummary> = batch::parallel_map(&grown, |(id, members)| {
+        let records: Vec<MemberRecord> = members
+            .iter()
+            .map(|&m| member(chunk, stored, m, now))
+            .collect();
+        let member_features: Vec<&Features> = members
+            .iter()
+            .take(c360_matching::INCOHERENCE_CHECK_LIMIT)
+            .map(|&m| features(m))
+            .collect();
+        CustomerSummary::of(&engine, id, &records, &member_features)
+    })
+    .into_iter()
+    .collect::<Result<_, _>>()?;
+    // The new customers' golden records need only the clusters.
+    let summarized = started.elapsed();
+    let created = new_customer_rows(chunk, &created, &engine.config().survivorship, now)?;
+    let customers: Vec<CustomerId> = customer_of
+        .into_iter()
+        .map(|customer| {
+            customer.ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))
+        })
+        .collect::<Result<Vec<CustomerId>, _>>()?;
+    let names = chunk
+        .records
+        .iter()
+        .flat_map(|r| name_changes(&r.features, 1))
+        .collect();
+    let reviews = reviews
+        .into_iter()
+        .map(|(i, items)| (keys[i].clone(), items))
+        .collect();
+    let created_at = started.elapsed();
+    let params = ChunkParams {
+        records: chunk.rows.records.params(&customers)?,
+        links: edge_params(&written_links)?,
+        created: statement_params(&created)?,
+        grown: customer_update_params(&grown)?,
+    };
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    tracing::debug!(
+        links = links.len(),
+        sorted_ms = ms(sorted),
+        unioned_ms = ms(unioned - sorted),
+        evidence_ms = ms(evidenced - unioned),
+        grouped_ms = ms(grouped - evidenced),
+        grown_ms = ms(summarized - grouped),
+        created_ms = ms(created_at - summarized),
+        params_ms = ms(started.elapsed() - created_at),
+        "bulk chunk linked"
+    );
+    Ok(LinkedChunk {
+        outcomes,
+        customers,
+        merged,
+        grown: grown.len(),
+        params,
+        reviews,
+        names,
+    })
 }
 
 /// The records of one cluster: new ones (by index into the chunk) and stored ones, and the

@@ -63,6 +63,7 @@ async fn an_upload_and_batch_resolution_agree() {
             if let Some(rows) = chunk_rows {
                 c.bulk_chunk_rows = rows;
                 c.bulk_max_chunk_rows = rows;
+                c.bulk_first_chunk_rows = rows;
             }
         })
         .await;
@@ -423,6 +424,7 @@ async fn an_interrupted_job_resumes_after_a_restart(engine: Engine) {
     let app = TestApp::spawn_with(engine, |c| {
         c.bulk_chunk_rows = 40;
         c.bulk_max_chunk_rows = 40;
+        c.bulk_first_chunk_rows = 40;
     })
     .await;
     let rows = 2000;
