@@ -985,7 +985,7 @@ fn link_chunk(
             .take(c360_matching::INCOHERENCE_CHECK_LIMIT)
             .map(|&m| features(m))
             .collect();
-        CustomerSummary::of(&engine, id, &records, &member_features)
+        CustomerSummary::of(engine, id, &records, &member_features)
     })
     .into_iter()
     .collect::<Result<_, _>>()?;
