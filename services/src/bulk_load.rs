@@ -337,8 +337,8 @@ impl Resolver {
         }
         tracing::debug!(
             records = chunk.records.len(),
-            prepared_ms = prepared.as_millis() as u64,
-            checked_ms = started.elapsed().as_millis() as u64,
+            prepared_ms = millis(prepared),
+            checked_ms = millis(started.elapsed()),
             "bulk chunk prepared"
         );
 
@@ -581,20 +581,19 @@ impl Resolver {
         self.db.count_graph_write(&mut write).await?;
         let committing = started.elapsed();
         self.db.commit_bulk(write).await?;
-        let ms = |d: std::time::Duration| d.as_millis() as u64;
         tracing::debug!(
             records = resolved.customers.len(),
             grown = resolved.grown,
             merges = resolved.merged.len(),
-            filed_ms = ms(filed),
-            absorbed_ms = ms(absorbed - filed),
-            records_ms = ms(records_inserted - absorbed),
-            links_ms = ms(links_inserted - records_inserted),
-            customers_ms = ms(inserted - links_inserted),
-            updated_ms = ms(updated - inserted),
-            reviews_and_names_ms = ms(refreshed - updated),
-            counted_ms = ms(committing - refreshed),
-            committed_ms = ms(started.elapsed() - committing),
+            filed_ms = millis(filed),
+            absorbed_ms = millis(absorbed - filed),
+            records_ms = millis(records_inserted - absorbed),
+            links_ms = millis(links_inserted - records_inserted),
+            customers_ms = millis(inserted - links_inserted),
+            updated_ms = millis(updated - inserted),
+            reviews_and_names_ms = millis(refreshed - updated),
+            counted_ms = millis(committing - refreshed),
+            committed_ms = millis(started.elapsed() - committing),
             "bulk chunk written"
         );
         Ok(())
@@ -778,7 +777,6 @@ impl Resolver {
             now,
         )?;
         let linked = started.elapsed();
-        let ms = |d: std::time::Duration| d.as_millis() as u64;
         tracing::debug!(
             records = n,
             candidates,
@@ -786,12 +784,12 @@ impl Resolver {
             members = stored.len() - candidates,
             grown = linked_chunk.grown,
             in_memory = matches!(side, StoredSide::Image(_)),
-            queried_ms = ms(queried),
-            loaded_ms = ms(loaded - queried),
-            filed_ms = ms(filed_ms),
-            decided_ms = ms(decided - loaded),
-            members_ms = ms(members_loaded - decided),
-            linked_ms = ms(linked - members_loaded),
+            queried_ms = millis(queried),
+            loaded_ms = millis(loaded - queried),
+            filed_ms = millis(filed_ms),
+            decided_ms = millis(decided - loaded),
+            members_ms = millis(members_loaded - decided),
+            linked_ms = millis(linked - members_loaded),
             merges = linked_chunk.merged.len(),
             "bulk chunk resolved"
         );
@@ -860,8 +858,8 @@ fn link_chunk(
         b.0.total_cmp(&a.0)
             .then_with(|| in_order(&keys[a.1], &keys[a.2]).cmp(&in_order(&keys[b.1], &keys[b.2])))
     });
-
     let sorted = started.elapsed();
+
     // Stored customers start as clusters of their own records.
     let mut clusters = GuardedClusters::new(keys.len());
     let mut first_of: HashMap<&CustomerId, usize> = HashMap::new();
@@ -912,17 +910,17 @@ fn link_chunk(
             }
         }
     }
+    let unioned = started.elapsed();
 
     // Evidence of every written link, on every core: a chunk writes hundreds of thousands.
-    let unioned = started.elapsed();
     let written_links: Vec<(RecordKey, RecordKey, String)> = batch::parallel_map(&written, |&l| {
         let (_, i, j, _, decision) = &links[l];
         to_json(&engine.evidence(decision)).map(|e| (keys[*i].clone(), keys[*j].clone(), e))
     })
     .into_iter()
     .collect::<Result<_, _>>()?;
-
     let evidenced = started.elapsed();
+
     // Each cluster with new records becomes a customer: new, joined, or merged.
     let labels = clusters.labels();
     let mut groups: BTreeMap<u32, Group> = BTreeMap::new();
@@ -1014,16 +1012,15 @@ fn link_chunk(
         created: statement_params(&created)?,
         grown: customer_update_params(&grown)?,
     };
-    let ms = |d: std::time::Duration| d.as_millis() as u64;
     tracing::debug!(
         links = links.len(),
-        sorted_ms = ms(sorted),
-        unioned_ms = ms(unioned - sorted),
-        evidence_ms = ms(evidenced - unioned),
-        grouped_ms = ms(grouped - evidenced),
-        grown_ms = ms(summarized - grouped),
-        created_ms = ms(created_at - summarized),
-        params_ms = ms(started.elapsed() - created_at),
+        sorted_ms = millis(sorted),
+        unioned_ms = millis(unioned - sorted),
+        evidence_ms = millis(evidenced - unioned),
+        grouped_ms = millis(grouped - evidenced),
+        grown_ms = millis(summarized - grouped),
+        created_ms = millis(created_at - summarized),
+        params_ms = millis(started.elapsed() - created_at),
         "bulk chunk linked"
     );
     Ok(LinkedChunk {
@@ -1035,6 +1032,11 @@ fn link_chunk(
         reviews,
         names,
     })
+}
+
+/// A phase's duration as logged: whole milliseconds.
+fn millis(d: std::time::Duration) -> u64 {
+    d.as_millis() as u64
 }
 
 /// The records of one cluster: new ones (by index into the chunk) and stored ones, and the
