@@ -194,8 +194,12 @@ pub type ImageHandOn = oneshot::Sender<Option<ResidentRecords>>;
 /// Where a chunk finds the stored records it is compared with.
 enum StoredSide<'a> {
     /// The job's image of the store ([`crate::resident`]): nothing is read from the store, so
-    /// the chunk can be resolved while the previous one is still being written.
-    Image(&'a ResidentRecords),
+    /// the chunk can be resolved while the previous one is still being written. With the
+    /// store's graph-write count the image stands for, when no chunk before this one is still
+    /// being written: the chunk's transaction is then begun while it is linked, and files its
+    /// blocking keys on the core the linking's serial parts leave idle (see
+    /// [`Resolver::file_while_linking`]).
+    Image(&'a ResidentRecords, Option<u64>),
     /// The store, through the chunk's write transaction, which files the chunk's blocking keys
     /// while its pairs are scored.
     Store(&'a mut AnyConnection),
@@ -373,9 +377,7 @@ impl Resolver {
             // (SQLite). Here, once the chunk's transaction has let go of the writer slot.
             self.db.note_written(written);
             self.count_stored(written);
-            if let Err(error) = self.db.maintain().await {
-                tracing::warn!(error = %error, "database upkeep failed");
-            }
+            self.db.maintain_after_bulk_chunk().await;
             self.after_write(&[]).await;
             report(ChunkStage::PublishingViews);
             // A chunk changes thousands of customers: publish all of them before the job
@@ -444,8 +446,9 @@ impl Resolver {
         let expected = image.generation();
         let previous = image.take_pending();
         let spoiled = image.spoiled_flag();
-        let resolved = self
-            .resolve_new(&chunk, StoredSide::Image(&image), report)
+        let file_from = previous.is_none().then_some(expected);
+        let (mut resolved, filed) = self
+            .resolve_new(&chunk, StoredSide::Image(&image, file_from), report)
             .await?;
         let (stored, pending) = oneshot::channel();
         if hand_on.is_some() {
@@ -474,10 +477,31 @@ impl Resolver {
             Some(previous) => previous.await.is_ok(),
             None => true,
         };
-        let written = previous_stored
-            && self
-                .retrying(|| self.try_write_resolved(&chunk.rows, &resolved, expected, report))
-                .await?;
+        let written = match filed {
+            Some(write) => match self
+                .write_resolved(write, &chunk.rows, &resolved, report)
+                .await
+            {
+                Ok(()) => true,
+                Err(error) => {
+                    // Rolled back with the keys it filed: the write begins afresh.
+                    tracing::warn!(error = %error, "bulk chunk write failed; trying again");
+                    resolved.first_record_id = None;
+                    self.retrying(|| {
+                        self.try_write_resolved(&chunk.rows, &resolved, expected, report)
+                    })
+                    .await?
+                }
+            },
+            None => {
+                previous_stored
+                    && self
+                        .retrying(|| {
+                            self.try_write_resolved(&chunk.rows, &resolved, expected, report)
+                        })
+                        .await?
+            }
+        };
         if written {
             let _ = stored.send(());
             return Ok(resolved.outcomes);
@@ -509,7 +533,7 @@ impl Resolver {
     ) -> Result<ResolvedChunk, ServiceError> {
         report(ChunkStage::WaitingForWriter);
         let mut write = self.db.begin_bulk_write().await?;
-        let resolved = self
+        let (resolved, _) = self
             .resolve_new(chunk, StoredSide::Store(&mut write.tx), report)
             .await?;
         self.write_resolved(write, &chunk.rows, &resolved, report)
@@ -601,13 +625,15 @@ impl Resolver {
 
     /// Resolves a chunk of records none of which is stored yet: links them with each other
     /// and with the stored records they match, on the side's records, and works out what to
-    /// write. Through the store, the chunk's blocking keys are filed while pairs are scored.
+    /// write. Through the store, the chunk's blocking keys are filed while pairs are scored;
+    /// beside an image with its graph-write count, while the chunk is linked, in the chunk's
+    /// write transaction, which is handed back open for the rest of the write.
     async fn resolve_new(
         &self,
         chunk: &Arc<PreparedChunk>,
         mut side: StoredSide<'_>,
         report: StageReport<'_>,
-    ) -> Result<ResolvedChunk, ServiceError> {
+    ) -> Result<(ResolvedChunk, Option<WriteTx>), ServiceError> {
         let started = std::time::Instant::now();
         report(ChunkStage::ReadingCandidates);
         let now = now_millis();
@@ -618,7 +644,7 @@ impl Resolver {
         // every key of the chunk.
         let caps = self.candidate_caps();
         let (stored, held_slots): (Vec<Held>, Vec<u32>) = match &mut side {
-            StoredSide::Image(image) => {
+            StoredSide::Image(image, _) => {
                 let filed = chunk.records.iter().map(|r| r.filed.as_slice());
                 let slots = image.candidates(filed, caps);
                 (slots.iter().map(|&s| image.held(s)).collect(), slots)
@@ -644,7 +670,7 @@ impl Resolver {
             let features: Vec<&Features> =
                 side_by_side(chunk, &stored).map(|r| &r.features).collect();
             match &mut side {
-                StoredSide::Image(image) => image.names_of(&features),
+                StoredSide::Image(image, _) => image.names_of(&features),
                 StoredSide::Store(conn) => self.stored_names(conn, &features).await?,
             }
         };
@@ -686,14 +712,14 @@ impl Resolver {
             StoredSide::Store(conn) => {
                 Some(file_chunk(conn, &chunk.rows, chunk.records.len()).await)
             }
-            StoredSide::Image(_) => None,
+            StoredSide::Image(..) => None,
         };
-        let filed_ms = started.elapsed() - loaded;
+        let mut filed_ms = started.elapsed() - loaded;
         // The scoring is awaited even when filing failed: a retry must not score beside it.
         let (mut stored, decided, scored_pairs) = scoring
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-        let first_record_id = filing.transpose()?;
+        let mut first_record_id = filing.transpose()?;
         let engine = self.engine.clone();
         let mut links = Vec::new();
         let mut reviews: BTreeMap<usize, Vec<Review>> = BTreeMap::new();
@@ -732,7 +758,7 @@ impl Resolver {
         let joinable: Vec<CustomerId> = joinable.into_iter().collect();
         let candidates = stored.len();
         let others = match &mut side {
-            StoredSide::Image(image) => joinable
+            StoredSide::Image(image, _) => joinable
                 .iter()
                 .flat_map(|id| image.members_of(id))
                 .filter(|slot| held_slots.binary_search(slot).is_err())
@@ -755,7 +781,7 @@ impl Resolver {
         let never: HashSet<(usize, usize)> = match &mut side {
             // The image is only made of a store without cannot-links, and a manual link made
             // since is a graph write, which the chunk's write finds.
-            StoredSide::Image(_) => HashSet::new(),
+            StoredSide::Image(..) => HashSet::new(),
             StoredSide::Store(conn) => {
                 let index_of: HashMap<&RecordKey, usize> =
                     keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
@@ -768,22 +794,39 @@ impl Resolver {
             }
         };
         let members_loaded = started.elapsed();
-        let linked_chunk = link_chunk(
-            &engine,
-            chunk,
-            &stored,
-            Decided { links, reviews },
-            (&keys, &never),
-            now,
-        )?;
+        let (in_memory, file_from) = match side {
+            StoredSide::Image(_, file_from) => (true, file_from),
+            StoredSide::Store(_) => (false, None),
+        };
+        let held = stored.len();
+        let prepared = Arc::clone(chunk);
+        let linking = tokio::task::spawn_blocking(move || {
+            link_chunk(
+                &engine,
+                &prepared,
+                &stored,
+                Decided { links, reviews },
+                (&keys, &never),
+                now,
+            )
+        });
+        let (filed, linked_chunk) =
+            tokio::join!(self.file_while_linking(chunk, file_from), linking);
+        let linked_chunk = linked_chunk.map_err(|e| ServiceError::Unavailable(e.to_string()))??;
         let linked = started.elapsed();
+        let filed = filed.map(|(write, first, took)| {
+            first_record_id = Some(first);
+            filed_ms = took;
+            write
+        });
         tracing::debug!(
             records = n,
             candidates,
             scored_pairs,
-            members = stored.len() - candidates,
+            members = held - candidates,
             grown = linked_chunk.grown,
-            in_memory = matches!(side, StoredSide::Image(_)),
+            in_memory,
+            filed_while_linking = filed.is_some(),
             queried_ms = millis(queried),
             loaded_ms = millis(loaded - queried),
             filed_ms = millis(filed_ms),
@@ -802,7 +845,7 @@ impl Resolver {
             reviews,
             names,
         } = linked_chunk;
-        Ok(ResolvedChunk {
+        let resolved = ResolvedChunk {
             now,
             outcomes,
             customers,
@@ -812,7 +855,40 @@ impl Resolver {
             reviews,
             names,
             first_record_id,
-        })
+        };
+        Ok((resolved, filed))
+    }
+
+    /// The chunk's write transaction with its blocking keys filed, and the number of its first
+    /// record, begun while the chunk is linked, if `expected` is given and is still the store's
+    /// graph-write count; with how long it took. The linking's sort, joins and grouping run on
+    /// one core: the database's writing thread takes the other (a 1M-row first load spent
+    /// about 10 s linking on one core, and 16 s filing its keys after). Nothing when the store
+    /// changed (the write then finds it so, and the chunk is resolved again) or the filing
+    /// failed (the write then begins afresh and files the keys itself).
+    async fn file_while_linking(
+        &self,
+        chunk: &PreparedChunk,
+        expected: Option<u64>,
+    ) -> Option<(WriteTx, i64, std::time::Duration)> {
+        let expected = expected?;
+        let started = std::time::Instant::now();
+        let filing = async {
+            let mut write = self.db.begin_bulk_write().await?;
+            if self.db.graph_writes(&mut write).await? != expected {
+                write.tx.rollback().await?;
+                return Ok(None);
+            }
+            let first = file_chunk(&mut write.tx, &chunk.rows, chunk.records.len()).await?;
+            Ok::<_, StoreError>(Some((write, first)))
+        };
+        match filing.await {
+            Ok(filed) => filed.map(|(write, first)| (write, first, started.elapsed())),
+            Err(error) => {
+                tracing::warn!(error = %error, "filing a bulk chunk's keys while it is linked failed");
+                None
+            }
+        }
     }
 }
 

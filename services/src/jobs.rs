@@ -148,6 +148,10 @@ impl UploadFormat {
     }
 }
 
+/// How many times in a row a job may stop on an error at the same checkpoint before it is
+/// marked failed (see [`Jobs::run_worker`]): with the pauses between, about half a minute.
+pub const JOB_ATTEMPTS: u32 = 5;
+
 /// Creates, runs and reports bulk upload jobs.
 pub struct Jobs {
     resolver: Resolver,
@@ -288,9 +292,16 @@ impl Jobs {
     }
 
     /// Works queued and interrupted jobs, oldest first, until `shutdown` resolves; a job
-    /// running at shutdown saves its checkpoint and resumes at the next start.
+    /// running at shutdown saves its checkpoint and resumes at the next start. A job that
+    /// stops on an error is tried again from its checkpoint after a pause that doubles each
+    /// time (a database restarting, a disk filled up and freed); one that stops
+    /// [`JOB_ATTEMPTS`] times in a row without moving its checkpoint is marked failed with
+    /// the error, so that it neither runs for ever nor holds back the jobs queued after it.
     pub async fn run_worker(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // The job that last stopped on an error, its checkpoint then, and how many times in
+        // a row it stopped there.
+        let mut stopped: Option<(String, u64, u32)> = None;
         loop {
             let next = sqlx::query(
                 "SELECT id FROM jobs WHERE state IN ('queued', 'running') \
@@ -305,9 +316,30 @@ impl Jobs {
                     tokio::pin!(run);
                     tokio::select! {
                         result = &mut run => {
-                            if let Err(e) = result {
-                                tracing::error!(job = %id, error = %e, "bulk job stopped");
-                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            let Err(error) = result else {
+                                stopped = None;
+                                continue;
+                            };
+                            let checkpoint = self.rows_read(&id).await;
+                            let times = match &stopped {
+                                Some((job, at, times)) if *job == id && *at == checkpoint => {
+                                    times + 1
+                                }
+                                _ => 1,
+                            };
+                            tracing::error!(job = %id, error = %error, times, "bulk job stopped");
+                            if times >= JOB_ATTEMPTS {
+                                stopped = None;
+                                if let Err(e) = self.mark_failed(&id, &error).await {
+                                    tracing::warn!(job = %id, error = %e, "cannot mark the job failed");
+                                }
+                                continue;
+                            }
+                            stopped = Some((id.clone(), checkpoint, times));
+                            let pause = Duration::from_secs(1 << times.min(6));
+                            tokio::select! {
+                                () = &mut shutdown => return,
+                                () = tokio::time::sleep(pause) => {}
                             }
                             continue;
                         }
@@ -328,6 +360,37 @@ impl Jobs {
                 () = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
         }
+    }
+
+    /// The job's checkpoint: how many of its rows are read and settled (0 if it cannot be
+    /// read).
+    async fn rows_read(&self, id: &str) -> u64 {
+        sqlx::query_scalar::<_, i64>("SELECT rows_read FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(self.resolver.database().pool())
+            .await
+            .map_or(0, |rows| u64::try_from(rows).unwrap_or(0))
+    }
+
+    /// Gives up on a job that keeps stopping on `error`: marked failed with it, its spooled
+    /// file removed. What its chunks stored stays stored; sending the file again is safe.
+    async fn mark_failed(&self, id: &str, error: &ServiceError) -> Result<(), StoreError> {
+        let now = now_millis();
+        let spool: Option<String> = sqlx::query_scalar(
+            "UPDATE jobs SET state = $1, error = $2, finished_at = $3, updated_at = $3 \
+             WHERE id = $4 RETURNING spool_path",
+        )
+        .bind(JobState::Failed.as_str())
+        .bind(format!("stopped {JOB_ATTEMPTS} times in a row: {error}"))
+        .bind(now)
+        .bind(id)
+        .fetch_optional(self.resolver.database().pool())
+        .await?;
+        if let Some(spool) = spool {
+            let _ = std::fs::remove_file(spool);
+        }
+        tracing::error!(job = %id, "bulk job failed: it kept stopping at the same row");
+        Ok(())
     }
 
     /// Works one job from its checkpoint to the end (or to a shutdown).

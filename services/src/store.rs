@@ -132,7 +132,7 @@ impl Database {
             Engine::Postgres => url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool_of = |connections: u32, cache_kib: i64| {
+        let pool_of = |connections: u32, cache_kib: i64, autocheckpoint: u32| {
             AnyPoolOptions::new()
                 .max_connections(connections)
                 .acquire_timeout(Duration::from_secs(10))
@@ -144,13 +144,19 @@ impl Database {
                             // A larger page cache than SQLite's 2 MB keeps the indexes a
                             // look-up walks in memory. The page size goes first: it only
                             // applies to a new file, before WAL mode writes its first page.
+                            // The reading connections leave the log to the writer and to
+                            // [`Database::maintain`]: the few rows they write (the geocode
+                            // cache) would otherwise copy the whole log back in their commit,
+                            // gigabytes after a bulk chunk, holding the lock that every other
+                            // checkpoint then finds taken.
                             conn.execute(
                                 format!(
                                     "PRAGMA page_size = {SQLITE_PAGE_BYTES}; \
                                      PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                                      PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
                                      PRAGMA cache_size = -{cache_kib}; \
-                                     PRAGMA mmap_size = {SQLITE_MMAP_BYTES};"
+                                     PRAGMA mmap_size = {SQLITE_MMAP_BYTES}; \
+                                     PRAGMA wal_autocheckpoint = {autocheckpoint};"
                                 )
                                 .as_str(),
                             )
@@ -160,7 +166,7 @@ impl Database {
                     })
                 })
         };
-        let pool = pool_of(max_connections, SQLITE_READER_CACHE_KIB)
+        let pool = pool_of(max_connections, SQLITE_READER_CACHE_KIB, 0)
             .connect_with(options.clone())
             .await?;
         // SQLite has one writer at a time, so writes go through one connection of their own:
@@ -169,7 +175,7 @@ impl Database {
         // (candidates, customers) are mostly there already.
         let sqlite_writer = match engine {
             Engine::Sqlite => Some(
-                pool_of(1, SQLITE_WRITER_CACHE_KIB)
+                pool_of(1, SQLITE_WRITER_CACHE_KIB, 1000)
                     .connect_with(options)
                     .await?,
             ),
@@ -197,31 +203,58 @@ impl Database {
     /// while readers keep reading, which a busy service always does. The log grew to 5.7 GB
     /// beside a 725 MB database after a 240,000-record upload, and every read searched it.
     pub async fn maintain(&self) -> Result<(), StoreError> {
-        let Some((pool, queue)) = &self.sqlite_writer else {
+        let Some((writer, queue)) = &self.sqlite_writer else {
             return self.refresh_statistics_if_stale().await.map(|_| ());
         };
         if !self.checkpoint_due().await {
             return Ok(());
         }
-        // Holding the writer slot, so that no write of this process commits while the log is
-        // copied back and reset; writes queue for the few milliseconds it takes when done
-        // every 10 s.
-        let _slot = queue.lock().await;
-        checkpoint(pool).await
+        // The log's pages are copied back first without the writer slot, on a reading
+        // connection, while writes go on: after a bulk chunk that is gigabytes, seconds of
+        // copying no write should wait for. Then, holding the slot so that no write of this
+        // process commits meanwhile, the few pages written since are copied and the log is
+        // reset; writes queue for the milliseconds that takes (and for readers still on older
+        // pages to finish). The reset waits for the next upkeep if another connection was
+        // checkpointing (nothing was copied), or if a write kept the slot for over a second:
+        // a bulk chunk, whose gigabytes the reset would then copy while writes queue (the
+        // tail of a 1M-row load waited 6 s so).
+        let (busy, _, _) = checkpoint(&self.pool, "PASSIVE").await?;
+        let slot = match busy {
+            0 => tokio::time::timeout(Duration::from_secs(1), queue.lock())
+                .await
+                .ok(),
+            _ => None,
+        };
+        let Some(_slot) = slot else {
+            *self.statistics.last_checkpoint.lock().await = None;
+            return Ok(());
+        };
+        checkpoint(writer, "TRUNCATE").await.map(|_| ())
     }
 
-    /// Commits a bulk chunk's write; on SQLite, then checkpoints the WAL as [`Self::maintain`]
-    /// would, before the writer slot goes: the job's next chunk is queued for the slot already,
-    /// and a checkpoint queued behind it would hold the job back for a whole chunk.
-    pub async fn commit_bulk(&self, write: WriteTx) -> Result<(), StoreError> {
-        let WriteTx { tx, _writer: slot } = write;
-        tx.commit().await?;
-        if let Some((pool, _)) = &self.sqlite_writer {
-            if self.checkpoint_due().await {
-                checkpoint(pool).await?;
+    /// Upkeep after a bulk chunk's write: as [`Self::maintain`], but on SQLite in a task of its
+    /// own, so that the job goes on while the log is copied back. PostgreSQL's statistics are
+    /// waited for: the job's next chunk may plan its candidate queries with them.
+    pub async fn maintain_after_bulk_chunk(&self) {
+        let db = self.clone();
+        let upkeep = async move {
+            if let Err(error) = db.maintain().await {
+                tracing::warn!(error = %error, "database upkeep failed");
             }
+        };
+        match self.engine {
+            Engine::Sqlite => drop(tokio::spawn(upkeep)),
+            Engine::Postgres => upkeep.await,
         }
-        drop(slot);
+    }
+
+    /// Commits a bulk chunk's write. On SQLite the log is not copied back into the database in
+    /// the commit (the writer's automatic checkpoints are off while it writes bulk chunks, see
+    /// [`Self::begin`]): [`Self::maintain_after_bulk_chunk`] does it after the commit, without
+    /// holding up the job. In a 1M-row first load the copy of the 2 GB the chunk wrote to the
+    /// log made most of its commit's 9.5 s.
+    pub async fn commit_bulk(&self, write: WriteTx) -> Result<(), StoreError> {
+        write.tx.commit().await?;
         Ok(())
     }
 
@@ -430,13 +463,23 @@ impl Database {
                 let mut slot = queue.clone().lock_owned().await;
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 if *slot != bulk && kind != WriteKind::Side {
-                    let kib = if bulk {
-                        SQLITE_BULK_WRITER_CACHE_KIB
+                    // Bulk chunks also leave the log to [`Self::maintain`]: an automatic
+                    // checkpoint would copy a chunk's gigabytes in its commit, with the job
+                    // waiting. Other writes checkpoint every 1,000 pages as SQLite does by
+                    // default, a little at a time.
+                    let (kib, autocheckpoint) = if bulk {
+                        (SQLITE_BULK_WRITER_CACHE_KIB, 0)
                     } else {
-                        SQLITE_WRITER_CACHE_KIB
+                        (SQLITE_WRITER_CACHE_KIB, 1000)
                     };
-                    tx.execute(format!("PRAGMA cache_size = -{kib}").as_str())
-                        .await?;
+                    tx.execute(
+                        format!(
+                            "PRAGMA cache_size = -{kib}; \
+                             PRAGMA wal_autocheckpoint = {autocheckpoint}"
+                        )
+                        .as_str(),
+                    )
+                    .await?;
                     *slot = bulk;
                 }
                 (tx, Some(slot))
@@ -667,21 +710,27 @@ pub fn pair_placeholders(start: usize, pairs: usize) -> String {
         .join(", ")
 }
 
-/// Copies SQLite's WAL back into the database and empties it. Run by the holder of the
-/// writer slot, so that no write of this process commits meanwhile.
-async fn checkpoint(pool: &AnyPool) -> Result<(), StoreError> {
+/// Copies SQLite's WAL back into the database in `mode`: `PASSIVE` copies what it can beside
+/// readers and writers; `TRUNCATE` also empties the log, and is run by the holder of the
+/// writer slot, so that no write of this process commits meanwhile. A checkpoint already
+/// running on another connection makes a passive one a no-op (`busy`), not a wait. Answers
+/// SQLite's figures: whether it was busy, the log's frames, and how many are copied.
+async fn checkpoint(pool: &AnyPool, mode: &str) -> Result<(i64, i64, i64), StoreError> {
     let started = std::time::Instant::now();
-    let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+    let row = sqlx::query(&format!("PRAGMA wal_checkpoint({mode})"))
         .fetch_one(pool)
         .await?;
-    let (busy, frames): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    let (busy, frames, copied): (i64, i64, i64) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
     tracing::debug!(
+        mode,
         busy,
         frames,
+        copied,
         ms = started.elapsed().as_millis() as u64,
         "SQLite WAL checkpointed"
     );
-    Ok(())
+    Ok((busy, frames, copied))
 }
 
 #[cfg(test)]

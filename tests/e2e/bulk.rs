@@ -13,6 +13,7 @@ on_both_engines!(
     ndjson_and_multipart_uploads,
     file_level_errors_store_nothing,
     an_interrupted_job_resumes_after_a_restart,
+    a_job_that_keeps_stopping_is_marked_failed_and_the_next_one_runs,
     an_uploaded_record_joins_a_customer_only_if_every_member_agrees,
     an_update_or_a_delete_unfiles_exactly_the_records_blocking_keys,
     a_batch_sent_again_updates_what_changed_and_adds_the_rest,
@@ -481,6 +482,68 @@ async fn an_interrupted_job_resumes_after_a_restart(engine: Engine) {
     app.stop().await;
 }
 
+/// A job whose chunk the database refuses every time (here a trigger refuses one row, as a
+/// full disk or a broken constraint would) is tried again a few times, then marked failed
+/// with the error instead of running for ever; the job queued after it then runs.
+async fn a_job_that_keeps_stopping_is_marked_failed_and_the_next_one_runs(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let db = c360_services::Database::connect(&app.database_url(), 1)
+        .await
+        .unwrap();
+    let refuse = match engine {
+        Engine::Sqlite => vec![
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON records \
+             WHEN NEW.source_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
+        ],
+        Engine::Postgres => vec![
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.source_id = 'poison' THEN RAISE EXCEPTION 'poisoned row'; END IF; \
+             RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON records \
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+        ],
+    };
+    for sql in refuse {
+        sqlx::query(sql).execute(db.pool()).await.unwrap();
+    }
+    let csv = |rows: &[(usize, String)], extra: &str| {
+        let mut body = format!("{HEADER}\n");
+        for (_, row) in rows {
+            body.push_str(row);
+            body.push('\n');
+        }
+        body.push_str(extra);
+        body.into_bytes()
+    };
+    let rows = good_rows(60, 2);
+    let poisoned = csv(
+        &rows[..30],
+        "crm,poison,Pat,Doe,pat@example.com,,1980-01-01,Springfield,62701,\n",
+    );
+    let (status, stopping) = upload(&app, "text/csv", poisoned).await;
+    assert_eq!(status, 202, "{stopping}");
+    let (status, next) = upload(&app, "text/csv", csv(&rows[30..], "")).await;
+    assert_eq!(status, 202, "{next}");
+
+    let stopping = finished(&app, &stopping).await;
+    assert_eq!(stopping["state"], "failed", "{stopping}");
+    let error = stopping["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("stopped 5 times") && error.contains("poisoned row"),
+        "{stopping}"
+    );
+    assert_eq!(
+        stopping["accepted"], 0,
+        "its one chunk never stored: {stopping}"
+    );
+    let next = finished(&app, &next).await;
+    assert_eq!(next["state"], "completed", "{next}");
+    assert_eq!(next["accepted"], 30, "{next}");
+    assert_eq!(app.gauge("c360_records").await, 30);
+    db.close().await;
+    app.stop().await;
+}
+
 /// `c360 resolve --store` writes a file into the store; the service then serves it, and the
 /// assignments written are the stored customer ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,12 +699,14 @@ async fn a_bulk_load_keeps_the_sqlite_wal_short() {
             }
         })
     };
+    // The chunks go through the log; the upkeep after each copies it back in a task of its
+    // own, at most every 10 s, so the log is seen at its largest right after a chunk.
+    let wal = std::path::PathBuf::from(format!("{}-wal", url.trim_start_matches("sqlite://")));
+    let mut grown = 0;
     for chunk in profiles.chunks(500) {
         resolver.ingest_batch(chunk).await.unwrap();
+        grown = grown.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
     }
-    // The first chunk ran the upkeep; the rest came within its 10 s, so the log holds them.
-    let wal = std::path::PathBuf::from(format!("{}-wal", url.trim_start_matches("sqlite://")));
-    let grown = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert!(grown > 0, "the chunks went through the WAL");
     tokio::time::sleep(Duration::from_secs(10)).await;
     db.maintain().await.unwrap();

@@ -156,6 +156,11 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The URL of the service's database, for a test that reaches past the API.
+    pub fn database_url(&self) -> String {
+        self.database.url()
+    }
+
     pub async fn post_record(&self, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url("/v1/records"))
