@@ -218,12 +218,13 @@ impl Database {
         // checkpointing (nothing was copied), or if a write kept the slot for over a second:
         // a bulk chunk, whose gigabytes the reset would then copy while writes queue (the
         // tail of a 1M-row load waited 6 s so).
-        let (busy, _, _) = checkpoint(&self.pool, "PASSIVE").await?;
-        let slot = match busy {
-            0 => tokio::time::timeout(Duration::from_secs(1), queue.lock())
+        let busy = checkpoint(&self.pool, "PASSIVE").await?;
+        let slot = if busy {
+            None
+        } else {
+            tokio::time::timeout(Duration::from_secs(1), queue.lock())
                 .await
-                .ok(),
-            _ => None,
+                .ok()
         };
         let Some(_slot) = slot else {
             *self.statistics.last_checkpoint.lock().await = None;
@@ -713,9 +714,9 @@ pub fn pair_placeholders(start: usize, pairs: usize) -> String {
 /// Copies SQLite's WAL back into the database in `mode`: `PASSIVE` copies what it can beside
 /// readers and writers; `TRUNCATE` also empties the log, and is run by the holder of the
 /// writer slot, so that no write of this process commits meanwhile. A checkpoint already
-/// running on another connection makes a passive one a no-op (`busy`), not a wait. Answers
-/// SQLite's figures: whether it was busy, the log's frames, and how many are copied.
-async fn checkpoint(pool: &AnyPool, mode: &str) -> Result<(i64, i64, i64), StoreError> {
+/// running on another connection makes a passive one a no-op, not a wait: answers whether
+/// SQLite found it so (`busy`).
+async fn checkpoint(pool: &AnyPool, mode: &str) -> Result<bool, StoreError> {
     let started = std::time::Instant::now();
     let row = sqlx::query(&format!("PRAGMA wal_checkpoint({mode})"))
         .fetch_one(pool)
@@ -730,7 +731,7 @@ async fn checkpoint(pool: &AnyPool, mode: &str) -> Result<(i64, i64, i64), Store
         ms = started.elapsed().as_millis() as u64,
         "SQLite WAL checkpointed"
     );
-    Ok((busy, frames, copied))
+    Ok(busy != 0)
 }
 
 #[cfg(test)]
