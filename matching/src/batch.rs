@@ -251,9 +251,34 @@ pub fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> 
     })
 }
 
-/// Runs `f` over `items` on every core, keeping the order of results.
+std::thread_local! {
+    /// Set while [`on_this_thread`] runs: work meant to stay off the other cores.
+    static ON_THIS_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every [`parallel_map`] in it on the calling thread alone: for work done
+/// beside a thread that must keep its core (a database's writer), which would otherwise
+/// share both cores with it.
+pub fn on_this_thread<R>(f: impl FnOnce() -> R) -> R {
+    /// Clears the flag however `f` ends.
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ON_THIS_THREAD.with(|flag| flag.set(self.0));
+        }
+    }
+    let _reset = Reset(ON_THIS_THREAD.with(|flag| flag.replace(true)));
+    f()
+}
+
+/// Runs `f` over `items` on every core, keeping the order of results (on the calling thread
+/// alone inside [`on_this_thread`]).
 pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if ON_THIS_THREAD.with(std::cell::Cell::get) {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
     if threads <= 1 || items.len() < 2 {
         return items.iter().map(&f).collect();
     }
@@ -547,5 +572,19 @@ mod tests {
         assert_ne!(result.customer[4], result.customer[0]);
         assert_eq!(result.stats.must_links_refused, 1);
         assert_eq!(result.stats.incoherent_customers, 0);
+    }
+
+    #[test]
+    fn parallel_map_stays_on_the_calling_thread_inside_on_this_thread() {
+        let items: Vec<u32> = (0..64).collect();
+        let caller = std::thread::current().id();
+        let threads = on_this_thread(|| parallel_map(&items, |_| std::thread::current().id()));
+        assert!(threads.iter().all(|&id| id == caller));
+        let doubled = on_this_thread(|| parallel_map(&items, |i| i * 2));
+        assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        // The flag ends with the call: outside it, the work spreads over the cores again.
+        let outside = parallel_map(&items, |_| std::thread::current().id());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(outside.iter().any(|&id| id != caller), cores > 1);
     }
 }

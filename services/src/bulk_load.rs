@@ -70,17 +70,29 @@ impl PreparedChunk {
     /// Normalizes the records, computes their blocking keys and serializes their rows, on every
     /// core. CPU-bound: in async code, call it on a blocking thread.
     fn of(profiles: Vec<Profile>) -> Result<Self, StoreError> {
+        let started = std::time::Instant::now();
         let features = batch::parallel_map(&profiles, Features::of);
+        let featured = started.elapsed();
         let keys = batch::parallel_map(&features, blocking::keys);
         let filed_keys = batch::parallel_map(&keys, |keys| batch::filed_keys(keys));
+        let keyed = started.elapsed();
         let filed = filed(&profiles, &keys);
         let hashed: Vec<&[u64]> = filed_keys.iter().map(Vec::as_slice).collect();
         let key_order = key_order(&filed);
         let numbers = record_numbers(&key_order);
+        let ordered = started.elapsed();
         // Both on every core, side by side: the index rows' sorts are partly serial.
         let (index_rows, record_rows) = batch::join(
             || IndexRows::of_filed(&hashed, &numbers),
             || NewRecordRows::in_order(&filed, key_order),
+        );
+        tracing::debug!(
+            records = profiles.len(),
+            features_ms = millis(featured),
+            keys_ms = millis(keyed - featured),
+            order_ms = millis(ordered - keyed),
+            rows_ms = millis(started.elapsed() - ordered),
+            "bulk chunk's rows prepared"
         );
         let rows = ChunkRows {
             records: record_rows?,
@@ -168,10 +180,19 @@ impl PreparedBatch {
     /// CPU-bound, on every core: in async code, call it on a blocking thread.
     pub fn of(profiles: Vec<Profile>) -> Result<Self, StoreError> {
         let started = std::time::Instant::now();
-        let mut seen = HashSet::new();
-        let (mut fresh, mut new, mut repeats) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, profile) in profiles.into_iter().enumerate() {
-            if seen.insert(profile.key()) {
+        // Which records come first with their key, the keys borrowed: copied, a million keys
+        // made a million pairs of strings to allocate and free.
+        let first: Vec<bool> = {
+            let mut seen = HashSet::with_capacity(profiles.len());
+            profiles
+                .iter()
+                .map(|p| seen.insert((p.source.as_str(), p.source_id.as_str())))
+                .collect()
+        };
+        let (mut fresh, mut new, mut repeats) =
+            (Vec::new(), Vec::with_capacity(profiles.len()), Vec::new());
+        for (i, (profile, first)) in profiles.into_iter().zip(first).enumerate() {
+            if first {
                 fresh.push(i);
                 new.push(profile);
             } else {
@@ -211,7 +232,7 @@ struct ResolvedChunk {
     now: i64,
     outcomes: Vec<IngestOutcome>,
     /// Each new record's customer, in chunk order.
-    customers: Vec<CustomerId>,
+    customers: Arc<[CustomerId]>,
     /// Each survivor with the customers it absorbs.
     merged: Vec<(CustomerId, Vec<CustomerId>)>,
     /// How many stored customers new records join.
@@ -219,7 +240,6 @@ struct ResolvedChunk {
     /// The rows to write, serialized as their statements' parameters.
     params: ChunkParams,
     reviews: Vec<(RecordKey, Vec<Review>)>,
-    names: NameCounts,
     /// The number of the chunk's first record, once its blocking keys are filed (beside the
     /// scoring, through the store): the numbers are reserved in the transaction that files
     /// them.
@@ -229,16 +249,12 @@ struct ResolvedChunk {
 /// The rows a resolved chunk writes, serialized as the parameters of their statements (see
 /// [`crate::store::json_rows`]) while the chunk before it is written: serialized in the write,
 /// on one core, they kept the database waiting (`perf`: 2 to 3% of an upload's CPU, beside 35%
-/// on SQLite's writing thread).
+/// on SQLite's writing thread). Those written after the records are worked out while the
+/// records are written.
 struct ChunkParams {
     /// The new records, each with its customer.
     records: Vec<String>,
-    /// The links, with their evidence.
-    links: Vec<String>,
-    /// The customers the chunk creates, with their golden records.
-    created: Vec<String>,
-    /// The stored customers new records join, golden records recomputed.
-    grown: Vec<String>,
+    later: Later,
 }
 
 impl Resolver {
@@ -451,25 +467,25 @@ impl Resolver {
             .resolve_new(&chunk, StoredSide::Image(&image, file_from), report)
             .await?;
         let (stored, pending) = oneshot::channel();
-        if hand_on.is_some() {
-            let held = image.len() + chunk.records.len();
-            let changes = ChunkChanges {
-                generation: expected + 1,
-                now: resolved.now,
-                customers: resolved.customers.clone(),
-                merged: resolved.merged.clone(),
-            };
-            match image.admit(&chunk.records, changes, Some(pending)) {
-                Some(next) => {
-                    if let Some(hand_on) = hand_on.take() {
-                        let _ = hand_on.send(Some(next));
-                    }
-                }
-                None => tracing::info!(
-                    records = held,
-                    "bulk job no longer holds the store's records in memory: past its limit"
-                ),
-            }
+        if let Some(next_chunk) = hand_on.take_if(|_| image.has_room_for(chunk.records.len())) {
+            // Taken in on another core while the chunk is written (a 1M-row chunk took 3.9 s,
+            // which its write waited for): the next chunk waits for it, not this one.
+            let (records, customers) = (Arc::clone(&chunk), Arc::clone(&resolved.customers));
+            let (merged, now) = (resolved.merged.clone(), resolved.now);
+            drop(tokio::task::spawn_blocking(move || {
+                let changes = ChunkChanges {
+                    generation: expected + 1,
+                    now,
+                    customers: customers.to_vec(),
+                    merged,
+                };
+                let _ = next_chunk.send(image.admit(&records.records, changes, Some(pending)));
+            }));
+        } else if hand_on.is_some() {
+            tracing::info!(
+                records = image.len() + chunk.records.len(),
+                "bulk job no longer holds the store's records in memory: past its limit"
+            );
         }
         // The chunks of a job are written in order: this one resolved against the previous
         // one's records before they were stored.
@@ -578,11 +594,13 @@ impl Resolver {
         let params = &resolved.params;
         insert_new_record_params(conn, &params.records, now, first).await?;
         let records_inserted = started.elapsed();
-        insert_edge_params(conn, &params.links, now).await?;
+        let later = params.later.rows().await?;
+        let finished = started.elapsed();
+        insert_edge_params(conn, &later.links, now).await?;
         let links_inserted = started.elapsed();
-        insert_new_customers(conn, &params.created, now).await?;
+        insert_new_customers(conn, &later.created, now).await?;
         let inserted = started.elapsed();
-        update_customer_params(conn, &params.grown, now).await?;
+        update_customer_params(conn, &later.grown, now).await?;
         let updated = started.elapsed();
         crate::curation::write_reviews_of_many(
             conn,
@@ -594,7 +612,7 @@ impl Resolver {
         )
         .await?;
         // Name counts inside the chunk's transaction: the chunk holds the store alone anyway.
-        apply_name_counts(conn, resolved.names.clone()).await?;
+        apply_name_counts(conn, later.names.clone()).await?;
         let refreshed = started.elapsed();
         report(ChunkStage::Committing);
         self.db.count_graph_write(&mut write).await?;
@@ -607,7 +625,8 @@ impl Resolver {
             filed_ms = millis(filed),
             absorbed_ms = millis(absorbed - filed),
             records_ms = millis(records_inserted - absorbed),
-            links_ms = millis(links_inserted - records_inserted),
+            waited_for_rows_ms = millis(finished - records_inserted),
+            links_ms = millis(links_inserted - finished),
             customers_ms = millis(inserted - links_inserted),
             updated_ms = millis(updated - inserted),
             reviews_and_names_ms = millis(refreshed - updated),
@@ -795,19 +814,36 @@ impl Resolver {
         };
         let held = stored.len();
         let prepared = Arc::clone(chunk);
-        let linking = tokio::task::spawn_blocking(move || {
-            link_chunk(
+        // Linked, the chunk goes on to be written while the rest of its rows are worked out
+        // on the same blocking thread (see `Later`).
+        let (linked_chunk, linking) = oneshot::channel();
+        let finishing = tokio::task::spawn_blocking(move || {
+            let linked = link_chunk(
                 &engine,
                 &prepared,
                 &stored,
                 Decided { links, reviews },
                 (&keys, &never),
-                now,
-            )
+            );
+            let (linked, unfinished) = match linked {
+                Ok(linked) => linked,
+                Err(error) => {
+                    let _ = linked_chunk.send(Err(error));
+                    return None;
+                }
+            };
+            // Nobody waits for the rows: the chunk's resolution was dropped (a shutdown).
+            linked_chunk.send(Ok(linked)).ok()?;
+            // On this thread alone: the database writes the records on the other core.
+            Some(batch::on_this_thread(|| {
+                finish_chunk(&engine, &prepared, &stored, &keys, unfinished, now)
+            }))
         });
         let (filed, linked_chunk) =
             tokio::join!(self.file_while_linking(chunk, file_from), linking);
-        let linked_chunk = linked_chunk.map_err(|e| ServiceError::Unavailable(e.to_string()))??;
+        let linked_chunk = linked_chunk.map_err(|_| {
+            ServiceError::Unavailable("linking a bulk chunk stopped before it ended".into())
+        })??;
         let linked = started.elapsed();
         let filed = filed.map(|(write, first, took)| {
             first_record_id = Some(first);
@@ -836,9 +872,8 @@ impl Resolver {
             customers,
             merged,
             grown,
-            params,
+            records,
             reviews,
-            names,
         } = linked_chunk;
         let resolved = ResolvedChunk {
             now,
@@ -846,9 +881,14 @@ impl Resolver {
             customers,
             merged,
             grown,
-            params,
+            params: ChunkParams {
+                records,
+                later: Later {
+                    task: std::sync::Mutex::new(Some(finishing)),
+                    rows: tokio::sync::OnceCell::new(),
+                },
+            },
             reviews,
-            names,
             first_record_id,
         };
         Ok((resolved, filed))
@@ -895,22 +935,82 @@ struct Decided {
     reviews: BTreeMap<usize, Vec<Review>>,
 }
 
-/// What linking a chunk decided, and the rows its write needs.
+/// What linking a chunk decided: enough to write its records and hand its customers on.
 struct LinkedChunk {
     outcomes: Vec<IngestOutcome>,
-    customers: Vec<CustomerId>,
+    customers: Arc<[CustomerId]>,
     merged: Vec<(CustomerId, Vec<CustomerId>)>,
     grown: usize,
-    params: ChunkParams,
+    /// The parameters of the records' INSERTs, each record with its customer.
+    records: Vec<String>,
     reviews: Vec<(RecordKey, Vec<Review>)>,
+}
+
+/// What is left to work out once a chunk is linked, for the rows written after its records:
+/// the links to write (by position in `links`), and the customers created and grown, with
+/// their members.
+struct Unfinished {
+    links: Vec<(f64, usize, usize, bool, PairDecision)>,
+    written: Vec<usize>,
+    created: Vec<(CustomerId, Vec<usize>)>,
+    grown: Vec<(CustomerId, Vec<usize>)>,
+}
+
+/// The rows a chunk writes after its records, serialized as their statements' parameters:
+/// the links with their evidence, the customers it creates with their golden records, the
+/// stored customers new records join with theirs recomputed; and the name counts.
+struct LaterRows {
+    links: Vec<String>,
+    created: Vec<String>,
+    grown: Vec<String>,
     names: NameCounts,
+}
+
+/// A chunk's [`LaterRows`], worked out on a blocking thread while its records are written.
+/// In a 1M-row first load, evidence, golden records and parameters took 12 to 14 s on both
+/// cores before the write began, the database idle; on one thread beside the write they take
+/// about 20 s, as long as the records' INSERTs, and the write waits 0.3 to 0.5 s for them
+/// (`scripts/bench-bulk sqlite 1000000 6`). On both cores there, they slowed the database's
+/// writing thread more. Awaited by each attempt of the write; worked out once.
+struct Later {
+    task: std::sync::Mutex<Option<Finishing>>,
+    rows: tokio::sync::OnceCell<LaterRows>,
+}
+
+/// The blocking task that links a chunk and then works out its [`LaterRows`]: nothing if the
+/// linking failed (its error went to the chunk's resolution) or nobody waited for it.
+type Finishing = tokio::task::JoinHandle<Option<Result<LaterRows, StoreError>>>;
+
+impl Later {
+    async fn rows(&self) -> Result<&LaterRows, ServiceError> {
+        self.rows
+            .get_or_try_init(|| async {
+                let task = {
+                    let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+                    task.take()
+                };
+                match task {
+                    Some(task) => match task.await {
+                        Ok(Some(rows)) => Ok(rows?),
+                        Ok(None) => Err(ServiceError::Unavailable(
+                            "a bulk chunk's links and customers were not worked out".into(),
+                        )),
+                        Err(error) => Err(ServiceError::Unavailable(error.to_string())),
+                    },
+                    None => Err(ServiceError::Unavailable(
+                        "a bulk chunk's links and customers failed to be worked out".into(),
+                    )),
+                }
+            })
+            .await
+    }
 }
 
 /// Links a chunk's new records with each other and with the `stored` records beside them,
 /// strongest link first, with the guard rails and the cannot-links (`never`, by position in
-/// `keys`: the chunk's records, then the stored ones); works out the customers they make,
-/// their golden records and the rows to write. No store: whichever side the stored records
-/// came from, their reads are done. CPU-bound, partly on every core.
+/// `keys`: the chunk's records, then the stored ones); works out the customers they make and
+/// their records' rows, and leaves the rest to [`finish_chunk`]. No store: whichever side the
+/// stored records came from, their reads are done. CPU-bound, partly on every core.
 fn link_chunk(
     engine: &Engine,
     chunk: &PreparedChunk,
@@ -920,8 +1020,7 @@ fn link_chunk(
         mut reviews,
     }: Decided,
     (keys, never): (&[RecordKey], &HashSet<(usize, usize)>),
-    now: i64,
-) -> Result<LinkedChunk, StoreError> {
+) -> Result<(LinkedChunk, Unfinished), StoreError> {
     let started = std::time::Instant::now();
     let n = chunk.records.len();
     let features = |i: usize| features_of(chunk, stored, i);
@@ -984,15 +1083,6 @@ fn link_chunk(
     }
     let unioned = started.elapsed();
 
-    // Evidence of every written link, on every core: a chunk writes hundreds of thousands.
-    let written_links: Vec<(RecordKey, RecordKey, String)> = batch::parallel_map(&written, |&l| {
-        let (_, i, j, _, decision) = &links[l];
-        to_json(&engine.evidence(decision)).map(|e| (keys[*i].clone(), keys[*j].clone(), e))
-    })
-    .into_iter()
-    .collect::<Result<_, _>>()?;
-    let evidenced = started.elapsed();
-
     // Each cluster with new records becomes a customer: new, joined, or merged.
     let labels = clusters.labels();
     let mut groups: BTreeMap<u32, Group> = BTreeMap::new();
@@ -1041,9 +1131,74 @@ fn link_chunk(
         }
     }
 
-    // Golden records and coherence of the grown customers, on every core; updated in id
-    // order, so that each page of the customers table is visited once.
+    let customers: Arc<[CustomerId]> = customer_of
+        .into_iter()
+        .map(|customer| {
+            customer.ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))
+        })
+        .collect::<Result<_, _>>()?;
+    let reviews = reviews
+        .into_iter()
+        .map(|(i, items)| (keys[i].clone(), items))
+        .collect();
     let grouped = started.elapsed();
+    let records = chunk.rows.records.params(&customers)?;
+    tracing::debug!(
+        links = links.len(),
+        sorted_ms = millis(sorted),
+        unioned_ms = millis(unioned - sorted),
+        grouped_ms = millis(grouped - unioned),
+        records_ms = millis(started.elapsed() - grouped),
+        "bulk chunk linked"
+    );
+    let linked = LinkedChunk {
+        outcomes,
+        customers,
+        merged,
+        grown: grown.len(),
+        records,
+        reviews,
+    };
+    let unfinished = Unfinished {
+        links,
+        written,
+        created,
+        grown,
+    };
+    Ok((linked, unfinished))
+}
+
+/// The rows a linked chunk writes after its records (see [`Later`]): its links with their
+/// evidence, the golden records of the customers it creates and of the stored ones its
+/// records join, and its name counts. CPU-bound; its maps run on every core unless called
+/// within [`batch::on_this_thread`], as a bulk chunk calls it beside its write.
+fn finish_chunk(
+    engine: &Engine,
+    chunk: &PreparedChunk,
+    stored: &[Held],
+    keys: &[RecordKey],
+    Unfinished {
+        links,
+        written,
+        created,
+        mut grown,
+    }: Unfinished,
+    now: i64,
+) -> Result<LaterRows, StoreError> {
+    let started = std::time::Instant::now();
+    let n = chunk.records.len();
+    let features = |i: usize| features_of(chunk, stored, i);
+    // Evidence of every written link: a chunk writes hundreds of thousands.
+    let written_links: Vec<(RecordKey, RecordKey, String)> = batch::parallel_map(&written, |&l| {
+        let (_, i, j, _, decision) = &links[l];
+        to_json(&engine.evidence(decision)).map(|e| (keys[*i].clone(), keys[*j].clone(), e))
+    })
+    .into_iter()
+    .collect::<Result<_, _>>()?;
+    let evidenced = started.elapsed();
+
+    // Golden records and coherence of the grown customers; updated in id order, so that each
+    // page of the customers table is visited once.
     grown.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let grown: Vec<CustomerSummary> = batch::parallel_map(&grown, |(id, members)| {
         let records: Vec<MemberRecord> = members
@@ -1062,48 +1217,27 @@ fn link_chunk(
     // The new customers' golden records need only the clusters.
     let summarized = started.elapsed();
     let created = new_customer_rows(chunk, &created, &engine.config().survivorship, now)?;
-    let customers: Vec<CustomerId> = customer_of
-        .into_iter()
-        .map(|customer| {
-            customer.ok_or_else(|| StoreError::Corrupt("a new record without a customer".into()))
-        })
-        .collect::<Result<Vec<CustomerId>, _>>()?;
     let names = chunk
         .records
         .iter()
         .flat_map(|r| name_changes(&r.features, 1))
         .collect();
-    let reviews = reviews
-        .into_iter()
-        .map(|(i, items)| (keys[i].clone(), items))
-        .collect();
     let created_at = started.elapsed();
-    let params = ChunkParams {
-        records: chunk.rows.records.params(&customers)?,
+    let rows = LaterRows {
         links: edge_params(&written_links)?,
         created: statement_params(&created)?,
         grown: customer_update_params(&grown)?,
+        names,
     };
     tracing::debug!(
-        links = links.len(),
-        sorted_ms = millis(sorted),
-        unioned_ms = millis(unioned - sorted),
-        evidence_ms = millis(evidenced - unioned),
-        grouped_ms = millis(grouped - evidenced),
-        grown_ms = millis(summarized - grouped),
+        records = n,
+        evidence_ms = millis(evidenced),
+        grown_ms = millis(summarized - evidenced),
         created_ms = millis(created_at - summarized),
         params_ms = millis(started.elapsed() - created_at),
-        "bulk chunk linked"
+        "bulk chunk finished"
     );
-    Ok(LinkedChunk {
-        outcomes,
-        customers,
-        merged,
-        grown: grown.len(),
-        params,
-        reviews,
-        names,
-    })
+    Ok(rows)
 }
 
 /// A phase's duration as logged: whole milliseconds.
@@ -1302,4 +1436,53 @@ async fn insert_new_customers(
         json_rows(conn, 1, 5, "v")
     );
     execute_json_params(conn, &sql, params, &[now]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn later(task: Finishing) -> Later {
+        Later {
+            task: std::sync::Mutex::new(Some(task)),
+            rows: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn later_rows_are_worked_out_once_and_awaited_by_every_attempt() {
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        let rows = later(tokio::task::spawn_blocking(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Some(Ok(LaterRows {
+                links: vec!["[]".to_owned()],
+                created: Vec::new(),
+                grown: Vec::new(),
+                names: Vec::new(),
+            }))
+        }));
+        // A retried write asks again and finds the same rows.
+        assert_eq!(rows.rows().await.unwrap().links, vec!["[]".to_owned()]);
+        assert_eq!(rows.rows().await.unwrap().links, vec!["[]".to_owned()]);
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn later_rows_that_failed_or_never_came_fail_the_write() {
+        let failed = later(tokio::task::spawn_blocking(|| {
+            Some(Err(StoreError::Corrupt("evidence".into())))
+        }));
+        assert!(matches!(
+            failed.rows().await,
+            Err(ServiceError::Store(StoreError::Corrupt(reason))) if reason == "evidence"
+        ));
+        // The failure is not worked out again: the next attempt fails at once.
+        assert!(failed.rows().await.is_err());
+        let never = later(tokio::task::spawn_blocking(|| None));
+        assert!(matches!(
+            never.rows().await,
+            Err(ServiceError::Unavailable(_))
+        ));
+    }
 }

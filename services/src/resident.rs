@@ -214,6 +214,11 @@ impl ResidentRecords {
             .map_or(&[], |&c| self.members[c as usize].as_slice())
     }
 
+    /// Whether `records` more stay within the image's limit.
+    pub(crate) fn has_room_for(&self, records: usize) -> bool {
+        self.records.len() + records <= self.limit
+    }
+
     /// Takes in a chunk: its new records, in chunk order, and what it changed. With
     /// `pending`, the chunk is not stored yet, and the receiver hears when it is. Returns
     /// `None` when the image would grow past its limit.
@@ -223,7 +228,7 @@ impl ResidentRecords {
         changes: ChunkChanges,
         pending: Option<oneshot::Receiver<()>>,
     ) -> Option<Self> {
-        if self.records.len() + new.len() > self.limit {
+        if !self.has_room_for(new.len()) {
             return None;
         }
         self.pending = pending;
