@@ -969,7 +969,7 @@ struct LaterRows {
 /// A chunk's [`LaterRows`], worked out on a blocking thread while its records are written.
 /// In a 1M-row first load, evidence, golden records and parameters took 12 to 14 s on both
 /// cores before the write began, the database idle; on one thread beside the write they take
-/// about 20 s, as long as the records' INSERTs, and the write waits 0.3 to 0.5 s for them
+/// about 20 s, as long as the records' INSERTs, and the write waits 0 to 0.5 s for them
 /// (`scripts/bench-bulk sqlite 1000000 6`). On both cores there, they slowed the database's
 /// writing thread more. Awaited by each attempt of the write; worked out once.
 struct Later {

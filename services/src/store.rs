@@ -223,8 +223,8 @@ impl Database {
         // a bulk chunk, whose gigabytes the reset would then copy while writes queue (the
         // tail of a 1M-row load waited 6 s so). A slot that came only after a wait may come
         // from a bulk chunk that committed meanwhile: its pages are copied without the slot
-        // first (a 1M-row chunk committing within the second left 3.2 s of copying to the
-        // reset, while the job's last chunk waited).
+        // first (a 1M-row chunk committing within the second left the reset 3.2 s of copying
+        // and truncating, while the job's last chunk waited).
         for _ in 0..3 {
             if checkpoint(&self.pool, "PASSIVE").await? {
                 break;
