@@ -36,15 +36,17 @@ use tokio::sync::oneshot;
 
 use crate::resident::{ChunkChanges, Held, Resident, ResidentRecords};
 use crate::resolver::{
-    absorb_all, apply_name_counts, cannot_links_among, customer_update_params, edge_params, filed,
-    in_order, insert_edge_params, insert_new_record_params, key_order, name_changes,
-    new_customer_id, now_millis, record_from_row, record_numbers, records_of_customers_except,
-    settled_without_write, statement_params, stored_versions, to_json, to_time,
-    update_customer_params, write_index, CustomerSummary, IndexRows, NameCounts, NewRecordRows,
-    Review, StoredRecord, LINKS_PER_CUSTOMER, RECORD_COLUMNS,
+    absorb_all, apply_name_counts, cannot_links_among, customer_update_params, edge_params,
+    edges_in_order, filed, insert_edge_params, insert_edges_in_order, insert_new_record_params,
+    insert_new_records, key_order, name_changes, new_customer_id, now_millis, record_from_row,
+    record_numbers, records_of_customers_except, settled_without_write, sorted_order,
+    statement_params, stored_versions, to_json, to_time, update_customer_params, write_index,
+    CustomerSummary, IndexRows, NameCounts, NewRecordRows, Review, StoredRecord,
+    LINKS_PER_CUSTOMER, RECORD_COLUMNS,
 };
 use crate::store::{
-    execute_json_params, json_rows, json_rows_param, reserve_record_ids, stored_key, WriteTx,
+    execute_json_params, insert_bound_rows, json_rows, json_rows_param, reserve_record_ids,
+    stored_key, Bound, WriteTx,
 };
 use crate::Resolver;
 
@@ -86,32 +88,41 @@ impl PreparedChunk {
             || IndexRows::of_filed(&hashed, &numbers),
             || NewRecordRows::in_order(&filed, key_order),
         );
-        tracing::debug!(
-            records = profiles.len(),
-            features_ms = millis(featured),
-            keys_ms = millis(keyed - featured),
-            order_ms = millis(ordered - keyed),
-            rows_ms = millis(started.elapsed() - ordered),
-            "bulk chunk's rows prepared"
-        );
+        let rowed = started.elapsed();
         let rows = ChunkRows {
             records: record_rows?,
             index: index_rows?,
         };
+        let count = profiles.len();
         drop((filed, hashed));
-        drop(keys);
-        let records = profiles
-            .into_iter()
-            .zip(features)
-            .zip(filed_keys)
-            .map(|((profile, features), filed)| {
-                Arc::new(Resident {
-                    profile,
-                    features,
-                    filed,
-                })
-            })
-            .collect();
+        // The keys' texts (8.4 million strings for 1M records) are freed on another thread
+        // while the records are put together.
+        let ((), records) = batch::join(
+            move || drop(keys),
+            move || {
+                profiles
+                    .into_iter()
+                    .zip(features)
+                    .zip(filed_keys)
+                    .map(|((profile, features), filed)| {
+                        Arc::new(Resident {
+                            profile,
+                            features,
+                            filed,
+                        })
+                    })
+                    .collect()
+            },
+        );
+        tracing::debug!(
+            records = count,
+            features_ms = millis(featured),
+            keys_ms = millis(keyed - featured),
+            order_ms = millis(ordered - keyed),
+            rows_ms = millis(rowed - ordered),
+            residents_ms = millis(started.elapsed() - rowed),
+            "bulk chunk's rows prepared"
+        );
         Ok(Self { records, rows })
     }
 
@@ -252,8 +263,9 @@ struct ResolvedChunk {
 /// on SQLite's writing thread). Those written after the records are worked out while the
 /// records are written.
 struct ChunkParams {
-    /// The new records, each with its customer.
-    records: Vec<String>,
+    /// The new records, each with its customer, as PostgreSQL's JSON rows; none for SQLite,
+    /// which binds the rows' cells as the write inserts them.
+    records: Option<Vec<String>>,
     later: Later,
 }
 
@@ -592,11 +604,19 @@ impl Resolver {
         absorb_all(conn, &resolved.merged, now).await?;
         let absorbed = started.elapsed();
         let params = &resolved.params;
-        insert_new_record_params(conn, &params.records, now, first).await?;
+        match &params.records {
+            Some(params) => insert_new_record_params(conn, params, now, first).await?,
+            None => {
+                insert_new_records(conn, &rows.records, &resolved.customers, now, first).await?
+            }
+        }
         let records_inserted = started.elapsed();
         let later = params.later.rows().await?;
         let finished = started.elapsed();
-        insert_edge_params(conn, &later.links, now).await?;
+        match &later.links {
+            InsertRows::Json(params) => insert_edge_params(conn, params, now).await?,
+            InsertRows::Bound(edges) => insert_edges_in_order(conn, edges, now).await?,
+        }
         let links_inserted = started.elapsed();
         insert_new_customers(conn, &later.created, now).await?;
         let inserted = started.elapsed();
@@ -817,9 +837,12 @@ impl Resolver {
         // Linked, the chunk goes on to be written while the rest of its rows are worked out
         // on the same blocking thread (see `Later`).
         let (linked_chunk, linking) = oneshot::channel();
+        // PostgreSQL takes the records as JSON rows, made here; SQLite binds their cells.
+        let json_params = self.db.engine() == crate::store::Engine::Postgres;
         let finishing = tokio::task::spawn_blocking(move || {
             let linked = link_chunk(
                 &engine,
+                json_params,
                 &prepared,
                 &stored,
                 Decided { links, reviews },
@@ -836,7 +859,15 @@ impl Resolver {
             linked_chunk.send(Ok(linked)).ok()?;
             // On this thread alone: the database writes the records on the other core.
             Some(batch::on_this_thread(|| {
-                finish_chunk(&engine, &prepared, &stored, &keys, unfinished, now)
+                finish_chunk(
+                    &engine,
+                    json_params,
+                    &prepared,
+                    &stored,
+                    &keys,
+                    unfinished,
+                    now,
+                )
             }))
         });
         let (filed, linked_chunk) =
@@ -938,8 +969,9 @@ struct LinkedChunk {
     customers: Arc<[CustomerId]>,
     merged: Vec<(CustomerId, Vec<CustomerId>)>,
     grown: usize,
-    /// The parameters of the records' INSERTs, each record with its customer.
-    records: Vec<String>,
+    /// The parameters of the records' INSERTs, each record with its customer, for
+    /// PostgreSQL (see [`ChunkParams`]).
+    records: Option<Vec<String>>,
     reviews: Vec<(RecordKey, Vec<Review>)>,
 }
 
@@ -957,10 +989,18 @@ struct Unfinished {
 /// the links with their evidence, the customers it creates with their golden records, the
 /// stored customers new records join with theirs recomputed; and the name counts.
 struct LaterRows {
-    links: Vec<String>,
-    created: Vec<String>,
+    links: InsertRows<(RecordKey, RecordKey, String)>,
+    created: InsertRows<NewCustomerRow>,
     grown: Vec<String>,
     names: NameCounts,
+}
+
+/// Rows to insert as the engine takes them: for PostgreSQL, serialized as the parameters of
+/// JSON-row INSERTs; for SQLite, as they are, for it to bind their values.
+#[derive(Debug, PartialEq)]
+enum InsertRows<T> {
+    Json(Vec<String>),
+    Bound(Vec<T>),
 }
 
 /// A chunk's [`LaterRows`], worked out on a blocking thread while its records are written.
@@ -1017,22 +1057,29 @@ impl Later {
 /// stored records came from, their reads are done. CPU-bound, partly on every core.
 fn link_chunk(
     engine: &Engine,
+    json_params: bool,
     chunk: &PreparedChunk,
     stored: &[Held],
-    Decided {
-        mut links,
-        mut reviews,
-    }: Decided,
+    Decided { links, mut reviews }: Decided,
     (keys, never): (&[RecordKey], &HashSet<(usize, usize)>),
 ) -> Result<(LinkedChunk, Unfinished), StoreError> {
     let started = std::time::Instant::now();
     let n = chunk.records.len();
     let features = |i: usize| features_of(chunk, stored, i);
-    // Strongest first; ties by the records' keys, as the batch resolver orders them.
-    links.sort_by(|a, b| {
-        b.0.total_cmp(&a.0)
-            .then_with(|| in_order(&keys[a.1], &keys[a.2]).cmp(&in_order(&keys[b.1], &keys[b.2])))
-    });
+    // Strongest first; ties by the records' keys, as the batch resolver orders them. Sorted
+    // as integers (each record ranked by its key once), the links themselves staying put:
+    // sorting them moved a million decisions of a few hundred bytes and compared key strings
+    // on every tie (2.9 to 3.3 s of a 1M-row first load's linking).
+    let rank = key_ranks(keys);
+    let mut strongest_first: Vec<(u64, u32, u32, u32)> = links
+        .iter()
+        .enumerate()
+        .map(|(l, &(priority, i, j, ..))| {
+            let (a, b) = (rank[i], rank[j]);
+            (largest_first(priority), a.min(b), a.max(b), l as u32)
+        })
+        .collect();
+    strongest_first.sort_unstable();
     let sorted = started.elapsed();
 
     // Stored customers start as clusters of their own records.
@@ -1050,7 +1097,8 @@ fn link_chunk(
     // The links to write, by position in `links`; their evidence is serialized after.
     let mut written: Vec<usize> = Vec::new();
     let mut per_pair_customer: HashMap<(usize, usize), usize> = HashMap::new();
-    for (l, (_, i, j, names_compared, decision)) in links.iter().enumerate() {
+    for l in strongest_first.into_iter().map(|(.., l)| l as usize) {
+        let (_, i, j, names_compared, decision) = &links[l];
         let merged = clusters.union_unless(*i, *j, |x, y| {
             never.contains(&(x, y))
                 || engine
@@ -1088,10 +1136,18 @@ fn link_chunk(
     let unioned = started.elapsed();
 
     // Each cluster with new records becomes a customer: new, joined, or merged.
+    // A cluster's label is its smallest member, so the groups come in the order of their
+    // labels as they first appear, and a label indexes where its group is.
     let labels = clusters.labels();
-    let mut groups: BTreeMap<u32, Group> = BTreeMap::new();
+    let mut group_of = vec![u32::MAX; labels.len()];
+    let mut groups: Vec<Group> = Vec::new();
     for (idx, &label) in labels.iter().enumerate() {
-        let group = groups.entry(label).or_default();
+        let slot = &mut group_of[label as usize];
+        if *slot == u32::MAX {
+            *slot = groups.len() as u32;
+            groups.push(Group::default());
+        }
+        let group = &mut groups[*slot as usize];
         if idx < n {
             group.new.push(idx);
         } else {
@@ -1104,7 +1160,7 @@ fn link_chunk(
     let mut created: Vec<(CustomerId, Vec<usize>)> = Vec::new();
     let mut grown: Vec<(CustomerId, Vec<usize>)> = Vec::new();
     let mut merged: Vec<(CustomerId, Vec<CustomerId>)> = Vec::new();
-    for group in groups.into_values() {
+    for group in groups {
         let Some(&first) = group.new.first() else {
             continue; // a stored customer no new record joined
         };
@@ -1125,7 +1181,7 @@ fn link_chunk(
                 // Every member is at hand: the new ones and all of each joined customer's.
                 let mut members: Vec<usize> =
                     group.new.iter().chain(&group.stored).copied().collect();
-                members.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+                members.sort_unstable_by_key(|&m| rank[m]);
                 grown.push((survivor.clone(), members));
                 survivor.clone()
             }
@@ -1146,7 +1202,9 @@ fn link_chunk(
         .map(|(i, items)| (keys[i].clone(), items))
         .collect();
     let grouped = started.elapsed();
-    let records = chunk.rows.records.params(&customers)?;
+    let records = json_params
+        .then(|| chunk.rows.records.params(&customers))
+        .transpose()?;
     tracing::debug!(
         links = links.len(),
         sorted_ms = millis(sorted),
@@ -1172,12 +1230,36 @@ fn link_chunk(
     Ok((linked, unfinished))
 }
 
+/// Each record's place (by position in `keys`) in the order of the keys.
+fn key_ranks(keys: &[RecordKey]) -> Vec<u32> {
+    let mut rank = vec![0; keys.len()];
+    let order = sorted_order(keys, |k| [k.source.as_str(), k.source_id.as_str()]);
+    for (at, idx) in order.into_iter().enumerate() {
+        rank[idx] = at as u32;
+    }
+    rank
+}
+
+/// A number that sorts `x` as [`f64::total_cmp`] orders it, the largest first: the sign bit
+/// set for positive values and every bit flipped for negative ones orders the bits as
+/// `total_cmp` does, and the complement reverses that order.
+fn largest_first(x: f64) -> u64 {
+    let bits = x.to_bits();
+    let smallest_first = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    };
+    !smallest_first
+}
+
 /// The rows a linked chunk writes after its records (see [`Later`]): its links with their
 /// evidence, the golden records of the customers it creates and of the stored ones its
 /// records join, and its name counts. CPU-bound; its maps run on every core unless called
 /// within [`batch::on_this_thread`], as a bulk chunk calls it beside its write.
 fn finish_chunk(
     engine: &Engine,
+    json_params: bool,
     chunk: &PreparedChunk,
     stored: &[Held],
     keys: &[RecordKey],
@@ -1228,8 +1310,16 @@ fn finish_chunk(
         .collect();
     let created_at = started.elapsed();
     let rows = LaterRows {
-        links: edge_params(&written_links)?,
-        created: statement_params(&created)?,
+        links: if json_params {
+            InsertRows::Json(edge_params(&written_links)?)
+        } else {
+            InsertRows::Bound(edges_in_order(written_links))
+        },
+        created: if json_params {
+            InsertRows::Json(statement_params(&created)?)
+        } else {
+            InsertRows::Bound(created)
+        },
         grown: customer_update_params(&grown)?,
         names,
     };
@@ -1427,12 +1517,41 @@ fn new_customer_rows(
     Ok(rows)
 }
 
-/// Inserts new customers from the parameters of their rows ([`new_customer_rows`]).
+/// Inserts new customers from their rows ([`new_customer_rows`]): on PostgreSQL from the
+/// parameters of their JSON rows, on SQLite binding their values (see [`insert_bound_rows`]).
 async fn insert_new_customers(
     conn: &mut AnyConnection,
-    params: &[String],
+    rows: &InsertRows<NewCustomerRow>,
     now: i64,
 ) -> Result<(), StoreError> {
+    let params = match rows {
+        InsertRows::Json(params) => params,
+        InsertRows::Bound(rows) => {
+            return insert_bound_rows(
+                conn,
+                (
+                    "INSERT INTO customers (id, golden, record_count, version, created_at, \
+                     updated_at, enrichment_key, enrichment_pending)",
+                    "",
+                ),
+                rows,
+                &now,
+                |_, (id, golden, members, address_key, pending), &now| {
+                    [
+                        Bound::Text(id),
+                        Bound::Text(golden),
+                        Bound::Int(*members),
+                        Bound::Int(1),
+                        Bound::Int(now),
+                        Bound::Int(now),
+                        Bound::MaybeText(address_key.as_deref()),
+                        Bound::Int(*pending),
+                    ]
+                },
+            )
+            .await;
+        }
+    };
     let sql = format!(
         "INSERT INTO customers (id, golden, record_count, version, created_at, updated_at, \
          enrichment_key, enrichment_pending) \
@@ -1446,20 +1565,73 @@ async fn insert_new_customers(
 mod tests {
     use super::*;
 
+    #[test]
+    fn largest_first_orders_as_total_cmp_reversed() {
+        let values = [
+            f64::NEG_INFINITY,
+            -1e6,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-300,
+            0.75,
+            3.0,
+            1e6 + 0.5,
+            f64::INFINITY,
+            f64::NAN,
+        ];
+        for a in values {
+            for b in values {
+                assert_eq!(
+                    largest_first(a).cmp(&largest_first(b)),
+                    b.total_cmp(&a),
+                    "{a} against {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn key_ranks_follow_the_record_keys_order() {
+        let key = |source: &str, id: &str| RecordKey {
+            source: c360_domain::SourceName::parse(source).unwrap(),
+            source_id: c360_domain::SourceId::parse(id).unwrap(),
+        };
+        let keys = [
+            key("web", "7"),
+            key("crm", "a-longer-id-than-sixteen-bytes-2"),
+            key("crm", "a-longer-id-than-sixteen-bytes-10"),
+            key("pos", "1"),
+            key("crm", "b"),
+        ];
+        let rank = key_ranks(&keys);
+        for a in 0..keys.len() {
+            for b in 0..keys.len() {
+                assert_eq!(rank[a].cmp(&rank[b]), keys[a].cmp(&keys[b]));
+            }
+        }
+    }
+
     #[tokio::test]
     async fn later_rows_are_awaited_by_every_attempt_of_the_write() {
         let rows = Later::of(tokio::task::spawn_blocking(|| {
             Some(Ok(LaterRows {
-                links: vec!["[]".to_owned()],
-                created: Vec::new(),
+                links: InsertRows::Json(vec!["[]".to_owned()]),
+                created: InsertRows::Json(Vec::new()),
                 grown: Vec::new(),
                 names: Vec::new(),
             }))
         }));
         // A retried write asks again, after the task's handle is spent, and finds the same
         // rows.
-        assert_eq!(rows.rows().await.unwrap().links, vec!["[]".to_owned()]);
-        assert_eq!(rows.rows().await.unwrap().links, vec!["[]".to_owned()]);
+        assert_eq!(
+            rows.rows().await.unwrap().links,
+            InsertRows::Json(vec!["[]".to_owned()])
+        );
+        assert_eq!(
+            rows.rows().await.unwrap().links,
+            InsertRows::Json(vec!["[]".to_owned()])
+        );
     }
 
     #[tokio::test]

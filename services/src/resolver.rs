@@ -31,9 +31,9 @@ use crate::customer_view::DynamoViews;
 use crate::enrich::Enricher;
 use crate::error::{ServiceError, StoreError};
 use crate::store::{
-    execute_json_params, execute_json_rows, fetch_json_rows, filed_keys_of, insert_index_sql,
-    json_rows, json_rows_param, pair_placeholders, placeholders, reserve_record_ids, stored_key,
-    Database, WriteTx, JSON_ROWS_PER_STATEMENT,
+    execute_json_params, execute_json_rows, fetch_json_rows, filed_keys_of, insert_bound_rows,
+    insert_index_sql, json_rows, json_rows_param, pair_placeholders, placeholders,
+    reserve_record_ids, stored_key, Bound, Database, WriteTx, JSON_ROWS_PER_STATEMENT,
 };
 
 /// Transactions that hit a deadlock or serialization failure are tried this many times.
@@ -1352,16 +1352,27 @@ pub(crate) async fn insert_record(
     write_index(conn, &IndexRows::of(&filed)?, first).await
 }
 
-/// New records' rows of `records`, serialized ahead of the write (a bulk chunk does it before
-/// it takes the writer lock): each row is a JSON array of everything but the record's
-/// customer, which resolution decides and [`NewRecordRows::params`] appends as the last cell.
+/// New records' rows of `records`, made ahead of the write (a bulk chunk makes them before it
+/// takes the writer lock): every cell but the record's customer, which resolution decides.
+/// SQLite binds the cells as they are ([`insert_new_records`]); PostgreSQL takes them as JSON
+/// rows ([`NewRecordRows::params`]).
 pub(crate) struct NewRecordRows {
-    /// `[source, source_id, profile, source_updated_at, filed_keys` with no closing bracket,
-    /// by record.
-    open_rows: Vec<String>,
+    /// By record.
+    cells: Vec<RecordCells>,
     /// Record indices in key order, as the B-trees want the rows; also the order of their
     /// numbers (see [`record_numbers`]).
     key_order: Vec<usize>,
+}
+
+/// A new record's cells in `records`, but its customer and number.
+struct RecordCells {
+    source: String,
+    source_id: String,
+    /// The profile as JSON.
+    profile: String,
+    source_updated_at: Option<i64>,
+    /// The blocking keys it is filed under, as a JSON array.
+    filed_keys: String,
 }
 
 /// The positions of `records` in key order, `(source, source_id)`: the order in which they
@@ -1408,29 +1419,24 @@ impl NewRecordRows {
         records: &[(&Profile, &[String])],
         key_order: Vec<usize>,
     ) -> Result<Self, StoreError> {
-        let open_rows = batch::parallel_map(records, |(profile, keys)| {
-            let row = (
-                profile.source.as_str(),
-                profile.source_id.as_str(),
-                to_json(profile)?,
-                profile.updated_at.map(|t| t.timestamp_millis()),
-                to_json(keys)?,
-            );
-            let mut text = to_json(&row)?;
-            text.pop(); // the closing bracket: the customer comes last
-            Ok(text)
+        let cells = batch::parallel_map(records, |(profile, keys)| {
+            Ok(RecordCells {
+                source: profile.source.as_str().to_owned(),
+                source_id: profile.source_id.as_str().to_owned(),
+                profile: to_json(profile)?,
+                source_updated_at: profile.updated_at.map(|t| t.timestamp_millis()),
+                filed_keys: to_json(keys)?,
+            })
         })
         .into_iter()
-        .collect::<Result<Vec<String>, StoreError>>()?;
-        Ok(Self {
-            open_rows,
-            key_order,
-        })
+        .collect::<Result<Vec<RecordCells>, StoreError>>()?;
+        Ok(Self { cells, key_order })
     }
 
-    /// The parameters of the INSERTs of these rows, each closed with its record's customer
-    /// (`customers`, by record) and its number from the first, on every core: a bulk chunk
-    /// builds them while the chunk before it is written, not while it holds the writer.
+    /// The parameters of PostgreSQL's INSERTs of these rows (see [`json_rows`]), each row
+    /// closed with its record's customer (`customers`, by record) and its number from the
+    /// first, on every core: a bulk chunk builds them while the chunk before it is written, not
+    /// while it holds the writer.
     pub(crate) fn params(&self, customers: &[CustomerId]) -> Result<Vec<String>, StoreError> {
         let parts: Vec<(usize, &[usize])> = self
             .key_order
@@ -1438,20 +1444,23 @@ impl NewRecordRows {
             .enumerate()
             .collect();
         batch::parallel_map(&parts, |&(part, records)| {
-            let mut param = String::from("[");
-            for (n, &i) in records.iter().enumerate() {
-                if n > 0 {
-                    param.push(',');
-                }
-                param.push_str(&self.open_rows[i]);
-                param.push(',');
-                param.push_str(&to_json(&customers[i].as_str())?);
-                param.push(',');
-                param.push_str(&(part * JSON_ROWS_PER_STATEMENT + n).to_string());
-                param.push(']');
-            }
-            param.push(']');
-            Ok(param)
+            let rows: Vec<_> = records
+                .iter()
+                .enumerate()
+                .map(|(n, &i)| {
+                    let cells = &self.cells[i];
+                    (
+                        &cells.source,
+                        &cells.source_id,
+                        &cells.profile,
+                        cells.source_updated_at,
+                        &cells.filed_keys,
+                        customers[i].as_str(),
+                        part * JSON_ROWS_PER_STATEMENT + n,
+                    )
+                })
+                .collect();
+            json_rows_param(&rows)
         })
         .into_iter()
         .collect()
@@ -1460,7 +1469,8 @@ impl NewRecordRows {
 
 /// Inserts new records, first seen `now` and numbered from `first` (see
 /// [`reserve_record_ids`]): `rows` as built by [`NewRecordRows::of`] and the customer of each
-/// (by record). Files nothing in the index: see [`write_index`].
+/// (by record). Files nothing in the index: see [`write_index`]. SQLite binds each cell (see
+/// [`insert_bound_rows`]); PostgreSQL reads JSON rows.
 pub(crate) async fn insert_new_records(
     conn: &mut AnyConnection,
     rows: &NewRecordRows,
@@ -1468,7 +1478,34 @@ pub(crate) async fn insert_new_records(
     now: i64,
     first: i64,
 ) -> Result<(), StoreError> {
-    insert_new_record_params(conn, &rows.params(customers)?, now, first).await
+    if conn.backend_name() == "PostgreSQL" {
+        return insert_new_record_params(conn, &rows.params(customers)?, now, first).await;
+    }
+    insert_bound_rows(
+        conn,
+        (
+            "INSERT INTO records (id, source, source_id, customer_id, profile, \
+             source_updated_at, first_seen_at, last_changed_at, filed_keys)",
+            "",
+        ),
+        &rows.key_order,
+        &(rows, customers, first, now),
+        |n, &i, &(rows, customers, first, now)| {
+            let cells = &rows.cells[i];
+            [
+                Bound::Int(first + n as i64),
+                Bound::Text(&cells.source),
+                Bound::Text(&cells.source_id),
+                Bound::Text(customers[i].as_str()),
+                Bound::Text(&cells.profile),
+                Bound::MaybeInt(cells.source_updated_at),
+                Bound::Int(now),
+                Bound::Int(now),
+                Bound::Text(&cells.filed_keys),
+            ]
+        },
+    )
+    .await
 }
 
 /// Inserts new records, first seen `now` and numbered from `first`, from the parameters
@@ -1643,7 +1680,60 @@ pub(crate) async fn insert_edges(
     edges: &[(RecordKey, RecordKey, String)],
     now: i64,
 ) -> Result<(), StoreError> {
-    insert_edge_params(conn, &edge_params(edges)?, now).await
+    if conn.backend_name() == "PostgreSQL" {
+        insert_edge_params(conn, &edge_params(edges)?, now).await
+    } else {
+        insert_edges_in_order(conn, &edges_in_order(edges.to_vec()), now).await
+    }
+}
+
+/// `edges` as they are inserted: each with the smaller key first, in key order, each once.
+pub(crate) fn edges_in_order(
+    edges: Vec<(RecordKey, RecordKey, String)>,
+) -> Vec<(RecordKey, RecordKey, String)> {
+    let mut edges: Vec<(RecordKey, RecordKey, String)> = edges
+        .into_iter()
+        .map(|(a, b, evidence)| {
+            if a <= b {
+                (a, b, evidence)
+            } else {
+                (b, a, evidence)
+            }
+        })
+        .collect();
+    edges.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
+    edges.dedup_by(|x, y| x.0 == y.0 && x.1 == y.1);
+    edges
+}
+
+/// Inserts edges put in order by [`edges_in_order`] on SQLite, which binds their values (see
+/// [`insert_bound_rows`]); an edge already stored is kept.
+pub(crate) async fn insert_edges_in_order(
+    conn: &mut AnyConnection,
+    edges: &[(RecordKey, RecordKey, String)],
+    now: i64,
+) -> Result<(), StoreError> {
+    insert_bound_rows(
+        conn,
+        (
+            "INSERT INTO links (a_source, a_source_id, b_source, b_source_id, evidence, \
+             created_at)",
+            " ON CONFLICT DO NOTHING",
+        ),
+        edges,
+        &now,
+        |_, (a, b, evidence), &now| {
+            [
+                Bound::Text(a.source.as_str()),
+                Bound::Text(a.source_id.as_str()),
+                Bound::Text(b.source.as_str()),
+                Bound::Text(b.source_id.as_str()),
+                Bound::Text(evidence),
+                Bound::Int(now),
+            ]
+        },
+    )
+    .await
 }
 
 /// The parameters of the INSERTs of `edges` (see [`insert_edges`]), in key order, each edge
@@ -2049,6 +2139,25 @@ mod tests {
     }
 
     #[test]
+    fn edges_go_in_with_the_smaller_key_first_in_key_order_once() {
+        let key = |id: &str| RecordKey {
+            source: SourceName::parse("crm").unwrap(),
+            source_id: SourceId::parse(id).unwrap(),
+        };
+        let edges = vec![
+            (key("3"), key("1"), "a".to_owned()),
+            (key("1"), key("2"), "b".to_owned()),
+            (key("1"), key("3"), "c".to_owned()),
+        ];
+        let in_order = edges_in_order(edges);
+        let ids: Vec<(&str, &str)> = in_order
+            .iter()
+            .map(|(a, b, _)| (a.source_id.as_str(), b.source_id.as_str()))
+            .collect();
+        assert_eq!(ids, [("1", "2"), ("1", "3")], "one of the two 1-3 edges");
+    }
+
+    #[test]
     fn new_record_rows_take_their_customer_last_and_come_in_key_order() {
         let profiles = [
             profile("web", "2", None),
@@ -2088,9 +2197,7 @@ mod tests {
         let filed: Vec<String> = serde_json::from_str(cells[4].as_str().unwrap()).unwrap();
         assert_eq!(filed, keys[1]);
         assert_eq!(cells[5], customer.as_str());
-        let row = format!("{},\"c\"]", rows.open_rows[0]);
-        let cells: Vec<serde_json::Value> = serde_json::from_str(&row).unwrap();
-        assert!(cells[3].is_null(), "no updated_at");
+        assert!(all[2][3].is_null(), "no updated_at");
     }
 
     #[test]
