@@ -746,7 +746,11 @@ pub async fn insert_bound_rows<R: Sync, C: Sync, const N: usize>(
             partial = statement(chunk.len());
             &partial
         };
-        let mut query = sqlx::query(sql);
+        // The connection keeps the full statement and the one-row one prepared, not a bulk
+        // chunk's last, shorter one: its length seldom comes again, and a prepared
+        // statement's program grows with its values (tens of thousands here).
+        let kept = chunk.len() == per_statement || chunk.len() == 1;
+        let mut query = sqlx::query(sql).persistent(kept);
         for (at, row) in chunk.iter().enumerate() {
             for value in values(part * per_statement + at, row, context) {
                 query = match value {
