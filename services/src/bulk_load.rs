@@ -248,7 +248,7 @@ struct ResolvedChunk {
     merged: Vec<(CustomerId, Vec<CustomerId>)>,
     /// How many stored customers new records join.
     grown: usize,
-    /// The rows to write, serialized as their statements' parameters.
+    /// The rows to write.
     params: ChunkParams,
     reviews: Vec<(RecordKey, Vec<Review>)>,
     /// The number of the chunk's first record, once its blocking keys are filed (beside the
@@ -257,11 +257,12 @@ struct ResolvedChunk {
     first_record_id: Option<i64>,
 }
 
-/// The rows a resolved chunk writes, serialized as the parameters of their statements (see
-/// [`crate::store::json_rows`]) while the chunk before it is written: serialized in the write,
-/// on one core, they kept the database waiting (`perf`: 2 to 3% of an upload's CPU, beside 35%
-/// on SQLite's writing thread). Those written after the records are worked out while the
-/// records are written.
+/// The rows a resolved chunk writes, made before its write (for PostgreSQL serialized as the
+/// parameters of their statements, see [`crate::store::json_rows`]; SQLite binds the values of
+/// records, links and new customers as it writes them): serialized in the write, on one core,
+/// they kept the database waiting (`perf`: 2 to 3% of an upload's CPU, beside 35% on SQLite's
+/// writing thread). Those written after the records are worked out while the records are
+/// written.
 struct ChunkParams {
     /// The new records, each with its customer, as PostgreSQL's JSON rows; none for SQLite,
     /// which binds the rows' cells as the write inserts them.
