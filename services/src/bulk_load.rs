@@ -1312,7 +1312,7 @@ fn finish_chunk(
     let created_at = started.elapsed();
     let rows = LaterRows {
         links: if json_params {
-            InsertRows::Json(edge_params(&written_links)?)
+            InsertRows::Json(edge_params(written_links)?)
         } else {
             InsertRows::Bound(edges_in_order(written_links))
         },

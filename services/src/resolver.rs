@@ -1680,10 +1680,11 @@ pub(crate) async fn insert_edges(
     edges: &[(RecordKey, RecordKey, String)],
     now: i64,
 ) -> Result<(), StoreError> {
+    let edges = edges.to_vec();
     if conn.backend_name() == "PostgreSQL" {
         insert_edge_params(conn, &edge_params(edges)?, now).await
     } else {
-        insert_edges_in_order(conn, &edges_in_order(edges.to_vec()), now).await
+        insert_edges_in_order(conn, &edges_in_order(edges), now).await
     }
 }
 
@@ -1736,20 +1737,12 @@ pub(crate) async fn insert_edges_in_order(
     .await
 }
 
-/// The parameters of the INSERTs of `edges` (see [`insert_edges`]), in key order, each edge
-/// once; serialized on every core.
+/// The parameters of the INSERTs of `edges` (see [`insert_edges`]), put in order by
+/// [`edges_in_order`]; serialized on every core.
 pub(crate) fn edge_params(
-    edges: &[(RecordKey, RecordKey, String)],
+    edges: Vec<(RecordKey, RecordKey, String)>,
 ) -> Result<Vec<String>, StoreError> {
-    let mut rows: Vec<(RecordKey, RecordKey, &str)> = edges
-        .iter()
-        .map(|(a, b, evidence)| {
-            let (a, b) = ordered(a, b);
-            (a, b, evidence.as_str())
-        })
-        .collect();
-    rows.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
-    rows.dedup_by(|x, y| x.0 == y.0 && x.1 == y.1);
+    let rows = edges_in_order(edges);
     let values: Vec<(&str, &str, &str, &str, &str)> = rows
         .iter()
         .map(|(a, b, evidence)| {
@@ -1758,7 +1751,7 @@ pub(crate) fn edge_params(
                 a.source_id.as_str(),
                 b.source.as_str(),
                 b.source_id.as_str(),
-                *evidence,
+                evidence.as_str(),
             )
         })
         .collect();
